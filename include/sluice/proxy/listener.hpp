@@ -1,0 +1,30 @@
+#pragma once
+#include <memory>
+
+#include <sluice/net.hpp>
+#include <sluice/proxy/session.hpp>
+
+namespace sluice::proxy {
+
+// Accepts connections on one event-loop thread. Every thread has its own listener on the same
+// address (SO_REUSEPORT), so the kernel spreads connections across threads and an accepted socket
+// never changes threads.
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  // Throws boost::system::system_error when the address cannot be bound.
+  Listener(net::io_context& ioc, const tcp::endpoint& endpoint, Worker& worker);
+
+  void start();
+  void stop();
+  tcp::endpoint local_endpoint() const;
+
+ private:
+  void accept();
+  void on_accept(beast::error_code ec, tcp::socket socket);
+
+  net::io_context& ioc_;
+  tcp::acceptor acceptor_;
+  Worker& worker_;
+};
+
+}  // namespace sluice::proxy

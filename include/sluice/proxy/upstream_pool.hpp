@@ -1,0 +1,48 @@
+#pragma once
+// Keep-alive connections to the upstreams, one pool per event-loop thread (no locks: only that
+// thread touches it).
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include <sluice/config/config.hpp>
+#include <sluice/net.hpp>
+
+namespace sluice::proxy {
+
+struct UpstreamTarget {
+  std::vector<tcp::endpoint> endpoints;  // resolved once at start-up, used round-robin
+  config::Milliseconds connect_timeout{2000};
+  config::Milliseconds timeout{30000};
+};
+
+// Resolves every upstream's servers. Blocking: call at start-up only, never on an event loop.
+// Throws std::runtime_error naming the server that does not resolve.
+std::vector<UpstreamTarget> resolve_upstreams(const config::Config& config);
+
+class UpstreamPool {
+ public:
+  static constexpr std::size_t kMaxIdlePerUpstream = 256;
+
+  UpstreamPool(net::any_io_executor executor, std::shared_ptr<const std::vector<UpstreamTarget>> targets);
+
+  const UpstreamTarget& target(std::size_t upstream) const { return (*targets_)[upstream]; }
+  net::any_io_executor executor() const { return executor_; }
+
+  // An idle connection that still looks open, or null.
+  std::unique_ptr<beast::tcp_stream> take_idle(std::size_t upstream);
+  // The endpoint for the next new connection (round-robin over the servers).
+  const tcp::endpoint& next_endpoint(std::size_t upstream);
+  // Returns a connection whose last exchange ended cleanly; dropped when the pool is full.
+  void give_back(std::size_t upstream, std::unique_ptr<beast::tcp_stream> stream);
+
+  std::size_t idle_count(std::size_t upstream) const { return idle_[upstream].size(); }
+
+ private:
+  net::any_io_executor executor_;
+  std::shared_ptr<const std::vector<UpstreamTarget>> targets_;
+  std::vector<std::vector<std::unique_ptr<beast::tcp_stream>>> idle_;
+  std::vector<std::size_t> next_server_;
+};
+
+}  // namespace sluice::proxy

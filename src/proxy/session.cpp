@@ -1,0 +1,582 @@
+// One client connection: read a request, classify it, decide its limits, then either forward it
+// upstream (bodies streamed both ways) or answer it locally. Each step is one async operation whose
+// handler is the next step, in the manner of Beast's advanced server. A session runs on its thread's
+// single-threaded io_context, which serialises its handlers as a strand would.
+#include <sys/socket.h>
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include <sluice/classify/key_builder.hpp>
+#include <sluice/classify/path.hpp>
+#include <sluice/classify/request.hpp>
+#include <sluice/proxy/responses.hpp>
+#include <sluice/proxy/session.hpp>
+
+namespace sluice::proxy {
+namespace {
+
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+using RequestWriter = http::request_serializer<http::buffer_body>;
+using ResponseWriter = http::response_serializer<http::buffer_body>;
+using LocalReply = http::response<http::span_body<char>>;
+
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
+
+// True for errors of Beast's HTTP parser (malformed input), as opposed to socket errors.
+bool is_parse_error(const beast::error_code& ec) {
+  return &ec.category() == &make_error_code(http::error::end_of_stream).category() &&
+         ec != http::error::end_of_stream && ec != http::error::need_buffer;
+}
+
+// Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded.
+// Transfer-Encoding is not listed: the serializers re-apply the message's framing themselves.
+constexpr std::array<http::field, 7> kHopByHop = {
+    http::field::connection, http::field::keep_alive,          http::field::proxy_connection,
+    http::field::te,         http::field::upgrade,             http::field::proxy_authorization,
+    http::field::proxy_authenticate};
+
+class FieldsLookup final : public classify::HeaderLookup {
+ public:
+  explicit FieldsLookup(const http::fields& fields) : fields_(fields) {}
+  std::string_view get(std::string_view name) const noexcept override {
+    auto it = fields_.find(name);
+    return it == fields_.end() ? std::string_view{} : std::string_view(it->value());
+  }
+
+ private:
+  const http::fields& fields_;
+};
+
+classify::IpAddress to_ip(const net::ip::address& address) {
+  classify::IpAddress ip;
+  if (address.is_v4()) return classify::IpAddress::from_v4(address.to_v4().to_uint());
+  const auto bytes = address.to_v6().to_bytes();
+  std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
+  return ip;
+}
+
+// Joins every value of a header that may legitimately be repeated (X-Forwarded-For) into `out`.
+std::string_view joined_values(const http::fields& fields, std::string_view name, std::string& out) {
+  auto [first, last] = fields.equal_range(name);
+  if (first == last) return {};
+  if (std::next(first) == last) return first->value();
+  out.clear();
+  for (auto it = first; it != last; ++it) {
+    if (!out.empty()) out.append(", ");
+    out.append(it->value());
+  }
+  return out;
+}
+
+void remove_hop_by_hop(http::fields& fields) {
+  // Headers named in Connection are hop-by-hop too ("Connection: close, X-Secret").
+  for (auto [it, end] = fields.equal_range(http::field::connection); it != end; ++it) {
+    std::string_view list = it->value();
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      // Never let a client strip framing or the headers sluice itself relies on.
+      if (token.empty() || beast::iequals(token, "transfer-encoding") ||
+          beast::iequals(token, "content-length") || beast::iequals(token, "host") ||
+          beast::iequals(token, "connection")) {
+        continue;
+      }
+      fields.erase(token);
+    }
+  }
+  for (auto field : kHopByHop) fields.erase(field);
+}
+
+class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
+ public:
+  Session(tcp::socket socket, Worker& worker)
+      : client_(std::move(socket)),
+        worker_(worker),
+        relay_buffer_(std::make_unique<char[]>(worker.limits.relay_buffer_bytes)) {}
+
+  void start() {
+    beast::error_code ec;
+    client_.socket().set_option(tcp::no_delay(true), ec);
+    const auto peer = client_.socket().remote_endpoint(ec);
+    if (ec) return;  // the client left before we looked
+    peer_ = to_ip(peer.address());
+    peer_text_.resize(46);
+    peer_text_.resize(peer_.format(std::span<char, 46>(peer_text_.data(), 46)));
+    read_request_header();
+  }
+
+ private:
+  // ---- reading a request ------------------------------------------------------------------------
+
+  void read_request_header() {
+    request_.emplace();
+    request_->header_limit(static_cast<std::uint32_t>(worker_.limits.max_header_bytes));
+    request_->body_limit(boost::none);  // bodies are streamed, never held
+    client_.expires_after(requests_served_ == 0 ? worker_.limits.header_timeout
+                                                : worker_.limits.idle_timeout);
+    http::async_read_header(client_, client_buffer_, *request_,
+                            beast::bind_front_handler(&Session::on_request_header, shared_from_this()));
+  }
+
+  void on_request_header(beast::error_code ec, std::size_t) {
+    if (ec) return on_request_header_error(ec);
+    auto& req = request_->get();
+    client_keep_alive_ = req.keep_alive();
+    has_expect_continue_ = beast::iequals(req[http::field::expect], "100-continue");
+
+    if (req.target().size() > worker_.limits.max_target_bytes) {
+      return reply({.kind = ErrorKind::uri_too_long}, true);
+    }
+    std::string_view query;
+    switch (classify::normalize_target(req.target(), path_, query)) {
+      case classify::PathError::none:
+        break;
+      case classify::PathError::bad_percent_encoding:
+        return reply({.kind = ErrorKind::bad_request, .message = "Malformed percent-encoding in path"}, true);
+      default:
+        return reply({.kind = ErrorKind::bad_request, .message = "Malformed request target"}, true);
+    }
+    forward_target_.assign(path_);
+    if (!query.empty() || req.target().find('?') != std::string_view::npos) {
+      forward_target_.push_back('?');
+      forward_target_.append(query);
+    }
+
+    snapshot_ = worker_.snapshots.load();
+    const auto& cfg = *snapshot_->config;
+    route_ = snapshot_->router.match(req.method_string(), path_);
+    if (route_ == nullptr) return reply({.kind = ErrorKind::not_found}, false);
+    if (route_->limits.empty()) return forward();
+
+    FieldsLookup headers(req.base());
+    classify::RequestView view{
+        .method = req.method_string(),
+        .path = path_,
+        .client = classify::client_ip(peer_, cfg.trusted_proxies,
+                                      joined_values(req.base(), kXForwardedFor, scratch_),
+                                      joined_values(req.base(), "Forwarded", scratch2_)),
+        .headers = &headers,
+    };
+    const std::size_t n = route_->limits.size();
+    if (checks_.size() < n) {
+      checks_.resize(n);
+      verdicts_.resize(n);
+    }
+    key_builder_.build(*route_, view, std::span(checks_.data(), n));
+    call_.checks = std::span<const limit::LimitCheck>(checks_.data(), n);
+    call_.verdicts = std::span<limit::Verdict>(verdicts_.data(), n);
+    call_.mode = limit::Mode::charge_if_all_allowed;
+    if (worker_.store.decide(call_, *this) == limit::Store::Completion::pending) {
+      pending_self_ = shared_from_this();  // keeps the session alive until on_decided
+      return;
+    }
+    act_on_decision();
+  }
+
+  void on_request_header_error(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted) {
+      return close();
+    }
+    if (ec == beast::error::timeout) {
+      // A client that sent part of a header and stalled is told why; an idle one is just closed.
+      if (client_buffer_.size() > 0) return reply({.kind = ErrorKind::request_timeout}, true);
+      return close();
+    }
+    if (ec == http::error::header_limit) {
+      return reply({.kind = ErrorKind::header_fields_too_large}, true);
+    }
+    if (is_parse_error(ec)) {
+      return reply({.kind = ErrorKind::bad_request, .message = "Malformed HTTP request"}, true);
+    }
+    close();
+  }
+
+  void on_decided(limit::DecideCall&) override {
+    auto self = std::move(pending_self_);
+    act_on_decision();
+  }
+
+  void act_on_decision() {
+    const bool allowed = call_.outcome == limit::Outcome::allowed;
+    if (call_.outcome == limit::Outcome::store_error) {
+      // Fail open (the default on_store_error); the other modes arrive with the Redis store.
+      spdlog::warn("route {}: limiter store error: {}", route_->name, call_.error);
+      reported_ = std::nullopt;
+      return forward();
+    }
+    reported_ = verdict_to_report(call_.verdicts, allowed);
+    const auto& verdict = call_.verdicts[*reported_];
+    format_quota_headers(snapshot_->config->headers, route_->limits[*reported_], verdict, quota_);
+    if (allowed) return forward();
+    reply({.kind = ErrorKind::rate_limited,
+           .route = route_->name,
+           .limit = route_->limits[*reported_].name,
+           .retry_after = limit::retry_after_seconds(verdict.retry_after)},
+          false);
+  }
+
+  // ---- forwarding -------------------------------------------------------------------------------
+
+  void forward() {
+    auto& req = request_->get();
+    const std::string_view host = req[http::field::host];
+    forwarded_host_.assign(host);
+    std::string_view prior = joined_values(req.base(), kXForwardedFor, scratch_);
+    forwarded_for_.assign(prior);
+    if (!forwarded_for_.empty()) forwarded_for_.append(", ");
+    forwarded_for_.append(peer_text_);
+
+    remove_hop_by_hop(req.base());
+    if (has_expect_continue_) req.erase(http::field::expect);  // sluice answers it itself
+    req.target(forward_target_);
+    req.version(11);
+    req.set(kXForwardedFor, forwarded_for_);
+    req.set("X-Forwarded-Proto", "http");
+    if (!forwarded_host_.empty()) req.set("X-Forwarded-Host", forwarded_host_);
+    req.keep_alive(true);
+
+    if (has_expect_continue_ && !request_->is_done()) {
+      net::async_write(client_, net::buffer(kContinue.data(), kContinue.size()),
+                       beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
+      return;
+    }
+    acquire_upstream();
+  }
+
+  void on_continue_sent(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    acquire_upstream();
+  }
+
+  void acquire_upstream() {
+    retried_ = false;
+    upstream_ = worker_.pool.take_idle(route_->upstream);
+    upstream_reused_ = upstream_ != nullptr;
+    if (upstream_reused_) return send_request();
+    connect_upstream();
+  }
+
+  void connect_upstream() {
+    upstream_ = std::make_unique<beast::tcp_stream>(worker_.pool.executor());
+    upstream_buffer_.clear();
+    upstream_->expires_after(worker_.pool.target(route_->upstream).connect_timeout);
+    upstream_->async_connect(worker_.pool.next_endpoint(route_->upstream),
+                             beast::bind_front_handler(&Session::on_upstream_connect, shared_from_this()));
+  }
+
+  void on_upstream_connect(beast::error_code ec) {
+    if (ec) return upstream_failed(ec, "connect");
+    upstream_->socket().set_option(tcp::no_delay(true), ec);
+    send_request();
+  }
+
+  void send_request() {
+    upstream_buffer_.clear();
+    request_writer_.emplace(request_->get());
+    relay_request_body();
+  }
+
+  // The request body moves in pieces of relay_buffer_bytes: read some from the client, write it to
+  // the upstream, repeat. The first write carries the header too.
+  void relay_request_body() {
+    auto& body = request_->get().body();
+    if (request_->is_done()) {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+      return write_request_piece();
+    }
+    body.data = relay_buffer_.get();
+    body.size = worker_.limits.relay_buffer_bytes;
+    client_.expires_after(worker_.limits.body_timeout);
+    http::async_read_some(client_, client_buffer_, *request_,
+                          beast::bind_front_handler(&Session::on_request_piece, shared_from_this()));
+  }
+
+  void on_request_piece(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      // The client went away or sent a broken body: the upstream has a partial request, so its
+      // connection cannot be reused.
+      upstream_.reset();
+      if (is_parse_error(ec)) {
+        return reply({.kind = ErrorKind::bad_request, .message = "Malformed request body"}, true);
+      }
+      return close();
+    }
+    auto& body = request_->get().body();
+    body.size = worker_.limits.relay_buffer_bytes - body.size;
+    body.data = relay_buffer_.get();
+    body.more = !request_->is_done();
+    body_bytes_sent_ += body.size;
+    write_request_piece();
+  }
+
+  void write_request_piece() {
+    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
+    http::async_write(*upstream_, *request_writer_,
+                      beast::bind_front_handler(&Session::on_request_piece_written, shared_from_this()));
+  }
+
+  void on_request_piece_written(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return upstream_failed(ec, "send");
+    if (request_writer_->is_done()) return read_response_header();
+    relay_request_body();
+  }
+
+  void read_response_header() {
+    response_.emplace();
+    response_->header_limit(static_cast<std::uint32_t>(worker_.limits.max_header_bytes));
+    response_->body_limit(boost::none);
+    if (request_->get().method() == http::verb::head) response_->skip(true);
+    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
+    http::async_read_header(*upstream_, upstream_buffer_, *response_,
+                            beast::bind_front_handler(&Session::on_response_header, shared_from_this()));
+  }
+
+  void on_response_header(beast::error_code ec, std::size_t) {
+    if (ec) return upstream_failed(ec, "response");
+    auto& res = response_->get();
+    if (res.result_int() / 100 == 1 && res.result() != http::status::switching_protocols) {
+      // Interim responses (100 Continue, 103 Early Hints) were already handled or are optional:
+      // drop them and wait for the final response.
+      return read_response_header();
+    }
+    const bool upstream_keep_alive = res.keep_alive();
+    upstream_reusable_ = upstream_keep_alive;
+    remove_hop_by_hop(res.base());
+    if (reported_) {
+      for (std::size_t i = 0; i < quota_.count; ++i) {
+        res.set(quota_.lines[i].name, quota_.lines[i].value);
+      }
+    }
+    // A body delimited by the upstream closing cannot be relayed that way on a kept-alive client
+    // connection: re-frame it as chunked.
+    if (!response_->is_done() && !res.has_content_length() && !res.chunked() && !response_->skip()) {
+      res.chunked(true);
+    }
+    res.version(11);
+    res.keep_alive(client_keep_alive_);
+    response_writer_.emplace(res);
+    relay_response_body();
+  }
+
+  void relay_response_body() {
+    auto& body = response_->get().body();
+    if (response_->is_done()) {
+      body.data = nullptr;
+      body.size = 0;
+      body.more = false;
+      return write_response_piece();
+    }
+    body.data = relay_buffer_.get();
+    body.size = worker_.limits.relay_buffer_bytes;
+    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
+    http::async_read_some(*upstream_, upstream_buffer_, *response_,
+                          beast::bind_front_handler(&Session::on_response_piece, shared_from_this()));
+  }
+
+  void on_response_piece(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      // Part of the response is already with the client: all we can do is end both connections.
+      spdlog::debug("route {}: upstream response broke off: {}", route_->name, ec.message());
+      upstream_.reset();
+      return close();
+    }
+    auto& body = response_->get().body();
+    body.size = worker_.limits.relay_buffer_bytes - body.size;
+    body.data = relay_buffer_.get();
+    body.more = !response_->is_done();
+    write_response_piece();
+  }
+
+  void write_response_piece() {
+    client_.expires_after(worker_.limits.send_timeout);
+    response_started_ = true;
+    http::async_write(client_, *response_writer_,
+                      beast::bind_front_handler(&Session::on_response_piece_written, shared_from_this()));
+  }
+
+  void on_response_piece_written(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      upstream_.reset();
+      return close();
+    }
+    if (!response_writer_->is_done()) return relay_response_body();
+    if (upstream_reusable_ && response_->is_done()) {
+      worker_.pool.give_back(route_->upstream, std::move(upstream_));
+    }
+    upstream_.reset();
+    finish_exchange(client_keep_alive_);
+  }
+
+  void upstream_failed(beast::error_code ec, const char* phase) {
+    upstream_.reset();
+    // A pooled connection the upstream closed while idle fails on first use. A request without a
+    // body is safe to send again, once, on a fresh connection.
+    const bool stale = upstream_reused_ && (ec == net::error::eof || ec == http::error::end_of_stream ||
+                                            ec == net::error::connection_reset ||
+                                            ec == net::error::broken_pipe);
+    if (stale && !retried_ && body_bytes_sent_ == 0 && request_->is_done()) {
+      retried_ = true;
+      upstream_reused_ = false;
+      return connect_upstream();
+    }
+    spdlog::warn("route {}: upstream {} failed: {}", route_->name, phase, ec.message());
+    if (response_started_) return close();
+    const bool timed_out = ec == beast::error::timeout;
+    reply({.kind = timed_out ? ErrorKind::gateway_timeout : ErrorKind::bad_gateway,
+           .route = route_->name},
+          !request_->is_done());
+  }
+
+  // ---- local replies ----------------------------------------------------------------------------
+
+  // Answers the current request from sluice itself. `must_close` when the connection cannot carry
+  // another request (malformed input, a body we will not read).
+  void reply(const ErrorReply& error, bool must_close) {
+    // An unread body must be consumed before the next request can be parsed; a small one is
+    // drained first, a large or unknown-length one means closing.
+    if (!must_close && request_ && !request_->is_done()) {
+      const auto length = request_->content_length();
+      if (!length || *length > worker_.limits.drain_body_bytes || has_expect_continue_) {
+        must_close = true;
+      } else {
+        pending_error_ = error;
+        return drain_request_body();
+      }
+    }
+    write_error_body(error, reply_body_);
+    reply_.emplace();
+    auto& res = *reply_;
+    res.result(status_code(error.kind));
+    res.version(11);
+    res.set(http::field::content_type, "application/json");
+    if (error.retry_after > 0) res.set(http::field::retry_after, std::to_string(error.retry_after));
+    if (error.kind == ErrorKind::rate_limited) {
+      for (std::size_t i = 0; i < quota_.count; ++i) {
+        res.set(quota_.lines[i].name, quota_.lines[i].value);
+      }
+    }
+    res.body() = http::span_body<char>::value_type(reply_body_.data(), reply_body_.size());
+    res.keep_alive(!must_close && client_keep_alive_);
+    res.prepare_payload();
+    client_.expires_after(worker_.limits.send_timeout);
+    http::async_write(client_, res,
+                      beast::bind_front_handler(&Session::on_reply_written, shared_from_this(),
+                                                must_close || !client_keep_alive_));
+  }
+
+  void drain_request_body() {
+    auto& body = request_->get().body();
+    body.data = relay_buffer_.get();
+    body.size = worker_.limits.relay_buffer_bytes;
+    client_.expires_after(worker_.limits.body_timeout);
+    http::async_read(client_, client_buffer_, *request_,
+                     beast::bind_front_handler(&Session::on_drained, shared_from_this()));
+  }
+
+  void on_drained(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) return drain_request_body();
+    if (ec) return close();
+    reply(*pending_error_, false);
+  }
+
+  void on_reply_written(bool close_after, beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    finish_exchange(!close_after);
+  }
+
+  void finish_exchange(bool keep_alive) {
+    ++requests_served_;
+    reply_.reset();
+    request_writer_.reset();
+    response_writer_.reset();
+    response_.reset();
+    reported_.reset();
+    quota_.count = 0;
+    route_ = nullptr;
+    snapshot_.reset();
+    body_bytes_sent_ = 0;
+    response_started_ = false;
+    if (!keep_alive) return close();
+    read_request_header();
+  }
+
+  void close() {
+    beast::error_code ec;
+    // Half-close first so a client still sending sees our last response before the connection ends.
+    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    client_.socket().close(ec);
+  }
+
+  beast::tcp_stream client_;
+  Worker& worker_;
+  beast::flat_buffer client_buffer_;
+  std::unique_ptr<char[]> relay_buffer_;
+  classify::IpAddress peer_;
+  std::string peer_text_;
+  std::size_t requests_served_ = 0;
+
+  // The current request.
+  std::optional<RequestParser> request_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  const config::Route* route_ = nullptr;
+  std::string path_;
+  std::string forward_target_;
+  std::string forwarded_for_;
+  std::string forwarded_host_;
+  std::string scratch_;
+  std::string scratch2_;
+  bool client_keep_alive_ = false;
+  bool has_expect_continue_ = false;
+
+  // Deciding.
+  classify::KeyBuilder key_builder_;
+  std::vector<limit::LimitCheck> checks_;
+  std::vector<limit::Verdict> verdicts_;
+  limit::DecideCall call_;
+  std::shared_ptr<Session> pending_self_;
+  std::optional<std::size_t> reported_;  // the verdict the quota headers describe
+  QuotaHeaders quota_;
+
+  // Forwarding.
+  std::unique_ptr<beast::tcp_stream> upstream_;
+  beast::flat_buffer upstream_buffer_;
+  bool upstream_reused_ = false;
+  bool upstream_reusable_ = false;
+  bool retried_ = false;
+  bool response_started_ = false;
+  std::uint64_t body_bytes_sent_ = 0;
+  std::optional<RequestWriter> request_writer_;
+  std::optional<ResponseParser> response_;
+  std::optional<ResponseWriter> response_writer_;
+
+  // Local replies.
+  std::string reply_body_;
+  std::optional<LocalReply> reply_;
+  std::optional<ErrorReply> pending_error_;
+};
+
+}  // namespace
+
+void start_session(tcp::socket socket, Worker& worker) {
+  std::make_shared<Session>(std::move(socket), worker)->start();
+}
+
+}  // namespace sluice::proxy

@@ -1,0 +1,70 @@
+#include <sys/socket.h>
+
+#include <stdexcept>
+
+#include <sluice/proxy/upstream_pool.hpp>
+
+namespace sluice::proxy {
+
+std::vector<UpstreamTarget> resolve_upstreams(const config::Config& config) {
+  net::io_context ioc;
+  tcp::resolver resolver(ioc);
+  std::vector<UpstreamTarget> targets;
+  targets.reserve(config.upstreams.size());
+  for (const auto& upstream : config.upstreams) {
+    UpstreamTarget target;
+    target.connect_timeout = upstream.connect_timeout;
+    target.timeout = upstream.timeout;
+    for (const auto& server : upstream.servers) {
+      boost::system::error_code ec;
+      auto results = resolver.resolve(server.host, std::to_string(server.port),
+                                      tcp::resolver::numeric_service, ec);
+      if (ec || results.empty()) {
+        throw std::runtime_error("upstream '" + upstream.name + "': cannot resolve " + server.host +
+                                 ": " + ec.message());
+      }
+      // One address per server: the first, as a client would; a name with several addresses is
+      // listed as several servers by whoever wants them all.
+      target.endpoints.push_back(results.begin()->endpoint());
+    }
+    targets.push_back(std::move(target));
+  }
+  return targets;
+}
+
+UpstreamPool::UpstreamPool(net::any_io_executor executor,
+                           std::shared_ptr<const std::vector<UpstreamTarget>> targets)
+    : executor_(std::move(executor)),
+      targets_(std::move(targets)),
+      idle_(targets_->size()),
+      next_server_(targets_->size(), 0) {}
+
+std::unique_ptr<beast::tcp_stream> UpstreamPool::take_idle(std::size_t upstream) {
+  auto& idle = idle_[upstream];
+  while (!idle.empty()) {
+    auto stream = std::move(idle.back());
+    idle.pop_back();
+    // An idle connection the upstream has closed reads as EOF (or has unexpected bytes): a cheap
+    // non-blocking peek avoids sending a request into a dead socket most of the time.
+    char probe;
+    const int fd = stream->socket().native_handle();
+    const ssize_t n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return stream;
+  }
+  return nullptr;
+}
+
+const tcp::endpoint& UpstreamPool::next_endpoint(std::size_t upstream) {
+  const auto& endpoints = (*targets_)[upstream].endpoints;
+  const std::size_t i = next_server_[upstream]++ % endpoints.size();
+  return endpoints[i];
+}
+
+void UpstreamPool::give_back(std::size_t upstream, std::unique_ptr<beast::tcp_stream> stream) {
+  auto& idle = idle_[upstream];
+  if (idle.size() >= kMaxIdlePerUpstream) return;
+  stream->expires_never();
+  idle.push_back(std::move(stream));
+}
+
+}  // namespace sluice::proxy
