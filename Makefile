@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 CONFIG ?= config/sluice.yaml
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test check format clean
+.PHONY: all deps configure build run upstream test check format clean
 
 all: build
 
@@ -22,6 +22,10 @@ build: deps configure
 
 run: build
 	$(BUILD_DIR)/sluice --config $(CONFIG)
+
+# A demo API on 127.0.0.1:3000 for the quickstart (the integration tests' upstream: it echoes requests).
+upstream: build
+	$(BUILD_DIR)/tests/sluice_test_upstream --port 3000
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
