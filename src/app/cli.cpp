@@ -32,7 +32,8 @@ int usage_error(std::string_view message) {
 
 // Prints every problem as file:line:column: message; returns whether the config is usable.
 bool report(const config::LoadResult& result) {
-  for (const auto& error : result.errors) std::fprintf(stderr, "%s\n", error.to_string().c_str());
+  for (const auto& error : result.errors)
+    std::fprintf(stderr, "%s\n", error.to_string().c_str());
   return result.ok();
 }
 

@@ -51,7 +51,8 @@ int Server::run() {
   std::shared_ptr<const std::vector<proxy::UpstreamTarget>> targets;
   tcp::endpoint endpoint;
   try {
-    targets = std::make_shared<const std::vector<proxy::UpstreamTarget>>(proxy::resolve_upstreams(cfg));
+    targets =
+        std::make_shared<const std::vector<proxy::UpstreamTarget>>(proxy::resolve_upstreams(cfg));
     endpoint = listen_endpoint(cfg.listen);
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
@@ -70,7 +71,8 @@ int Server::run() {
     try {
       loop->listener = std::make_shared<proxy::Listener>(loop->ioc, endpoint, *loop->worker);
     } catch (const boost::system::system_error& e) {
-      spdlog::error("cannot listen on {}:{}: {}", cfg.listen.host, cfg.listen.port, e.code().message());
+      spdlog::error("cannot listen on {}:{}: {}", cfg.listen.host, cfg.listen.port,
+                    e.code().message());
       return 1;
     }
     loop->listener->start();
@@ -90,8 +92,8 @@ int Server::run() {
     }
   });
 
-  spdlog::info("sluice {} listening on {}:{} with {} thread{}, {} store, {} route{}", SLUICE_VERSION,
-               cfg.listen.host, cfg.listen.port, threads, threads == 1 ? "" : "s",
+  spdlog::info("sluice {} listening on {}:{} with {} thread{}, {} store, {} route{}",
+               SLUICE_VERSION, cfg.listen.host, cfg.listen.port, threads, threads == 1 ? "" : "s",
                cfg.store.type == config::StoreType::memory ? "memory" : "redis", cfg.routes.size(),
                cfg.routes.size() == 1 ? "" : "s");
 
@@ -100,7 +102,8 @@ int Server::run() {
     others.emplace_back([&ioc = impl_->loops[i]->ioc] { ioc.run(); });
   }
   main_loop.ioc.run();
-  for (auto& t : others) t.join();
+  for (auto& t : others)
+    t.join();
   return 0;
 }
 

@@ -8,7 +8,9 @@
 namespace sluice::limit {
 namespace {
 
-constexpr std::uint64_t rotl(std::uint64_t x, int b) noexcept { return (x << b) | (x >> (64 - b)); }
+constexpr std::uint64_t rotl(std::uint64_t x, int b) noexcept {
+  return (x << b) | (x >> (64 - b));
+}
 
 struct SipState {
   std::uint64_t v0, v1, v2, v3;
@@ -39,14 +41,16 @@ struct SipState {
 
   std::uint64_t finish(std::uint8_t final_xor) noexcept {
     v2 ^= final_xor;
-    for (int i = 0; i < 4; ++i) round();
+    for (int i = 0; i < 4; ++i)
+      round();
     return v0 ^ v1 ^ v2 ^ v3;
   }
 };
 
 std::uint64_t load_le64(const unsigned char* p) noexcept {
   std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  for (int i = 7; i >= 0; --i)
+    v = (v << 8) | p[i];
   return v;
 }
 
@@ -57,9 +61,11 @@ SipState absorb_all(const DigestKey& key, std::string_view bytes, bool wide) noe
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   const std::size_t n = bytes.size();
   const std::size_t whole = n & ~std::size_t{7};
-  for (std::size_t i = 0; i < whole; i += 8) s.absorb(load_le64(p + i));
+  for (std::size_t i = 0; i < whole; i += 8)
+    s.absorb(load_le64(p + i));
   std::uint64_t last = static_cast<std::uint64_t>(n & 0xff) << 56;
-  for (std::size_t i = 0; i < (n & 7); ++i) last |= static_cast<std::uint64_t>(p[whole + i]) << (8 * i);
+  for (std::size_t i = 0; i < (n & 7); ++i)
+    last |= static_cast<std::uint64_t>(p[whole + i]) << (8 * i);
   s.absorb(last);
   return s;
 }
@@ -76,7 +82,8 @@ KeyDigest siphash128(const DigestKey& key, std::string_view bytes) noexcept {
   KeyDigest d;
   d.lo = s.finish(0xee);
   s.v1 ^= 0xdd;
-  for (int i = 0; i < 4; ++i) s.round();
+  for (int i = 0; i < 4; ++i)
+    s.round();
   d.hi = s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
   return d;
 }

@@ -14,14 +14,18 @@ Listener::Listener(net::io_context& ioc, const tcp::endpoint& endpoint, Worker& 
   acceptor_.listen(net::socket_base::max_listen_connections);
 }
 
-void Listener::start() { accept(); }
+void Listener::start() {
+  accept();
+}
 
 void Listener::stop() {
   beast::error_code ec;
   acceptor_.close(ec);
 }
 
-tcp::endpoint Listener::local_endpoint() const { return acceptor_.local_endpoint(); }
+tcp::endpoint Listener::local_endpoint() const {
+  return acceptor_.local_endpoint();
+}
 
 void Listener::accept() {
   acceptor_.async_accept(ioc_, beast::bind_front_handler(&Listener::on_accept, shared_from_this()));

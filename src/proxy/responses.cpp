@@ -87,8 +87,12 @@ class FixedWriter {
 
 }  // namespace
 
-unsigned status_code(ErrorKind kind) noexcept { return info(kind).status; }
-std::string_view error_code(ErrorKind kind) noexcept { return info(kind).code; }
+unsigned status_code(ErrorKind kind) noexcept {
+  return info(kind).status;
+}
+std::string_view error_code(ErrorKind kind) noexcept {
+  return info(kind).code;
+}
 
 void write_error_body(const ErrorReply& reply, std::string& out) {
   const KindInfo k = info(reply.kind);
@@ -120,7 +124,8 @@ void format_quota_headers(config::HeaderStyle style, const config::Limit& limit,
   const std::int64_t remaining = std::max<std::int64_t>(0, verdict.remaining);
   FixedWriter w(out.storage, out.storage + sizeof out.storage);
   auto add = [&](std::string_view name, char* begin) {
-    out.lines[out.count++] = {name, std::string_view(begin, static_cast<std::size_t>(w.pos() - begin))};
+    out.lines[out.count++] = {name,
+                              std::string_view(begin, static_cast<std::size_t>(w.pos() - begin))};
   };
   if (style == config::HeaderStyle::legacy || style == config::HeaderStyle::both) {
     char* b = w.pos();

@@ -1,13 +1,12 @@
 // One client connection: read a request, classify it, decide its limits, then either forward it
 // upstream (bodies streamed both ways) or answer it locally. Each step is one async operation whose
-// handler is the next step, in the manner of Beast's advanced server. A session runs on its thread's
-// single-threaded io_context, which serialises its handlers as a strand would.
-#include <sys/socket.h>
-
+// handler is the next step, in the manner of Beast's advanced server. A session runs on its
+// thread's single-threaded io_context, which serialises its handlers as a strand would.
 #include <array>
 #include <memory>
 #include <optional>
 #include <string>
+#include <sys/socket.h>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -39,8 +38,9 @@ bool is_parse_error(const beast::error_code& ec) {
 // Headers that describe one connection, not the message (RFC 9110 7.6.1): never forwarded.
 // Transfer-Encoding is not listed: the serializers re-apply the message's framing themselves.
 constexpr std::array<http::field, 7> kHopByHop = {
-    http::field::connection, http::field::keep_alive,          http::field::proxy_connection,
-    http::field::te,         http::field::upgrade,             http::field::proxy_authorization,
+    http::field::connection,        http::field::keep_alive,
+    http::field::proxy_connection,  http::field::te,
+    http::field::upgrade,           http::field::proxy_authorization,
     http::field::proxy_authenticate};
 
 class FieldsLookup final : public classify::HeaderLookup {
@@ -64,7 +64,8 @@ classify::IpAddress to_ip(const net::ip::address& address) {
 }
 
 // Joins every value of a header that may legitimately be repeated (X-Forwarded-For) into `out`.
-std::string_view joined_values(const http::fields& fields, std::string_view name, std::string& out) {
+std::string_view joined_values(const http::fields& fields, std::string_view name,
+                               std::string& out) {
   auto [first, last] = fields.equal_range(name);
   if (first == last) return {};
   if (std::next(first) == last) return first->value();
@@ -84,8 +85,10 @@ void remove_hop_by_hop(http::fields& fields) {
       const auto comma = list.find(',');
       std::string_view token = list.substr(0, comma);
       list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
       // Never let a client strip framing or the headers sluice itself relies on.
       if (token.empty() || beast::iequals(token, "transfer-encoding") ||
           beast::iequals(token, "content-length") || beast::iequals(token, "host") ||
@@ -95,7 +98,8 @@ void remove_hop_by_hop(http::fields& fields) {
       fields.erase(token);
     }
   }
-  for (auto field : kHopByHop) fields.erase(field);
+  for (auto field : kHopByHop)
+    fields.erase(field);
 }
 
 class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
@@ -125,8 +129,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     request_->body_limit(boost::none);  // bodies are streamed, never held
     client_.expires_after(requests_served_ == 0 ? worker_.limits.header_timeout
                                                 : worker_.limits.idle_timeout);
-    http::async_read_header(client_, client_buffer_, *request_,
-                            beast::bind_front_handler(&Session::on_request_header, shared_from_this()));
+    http::async_read_header(
+        client_, client_buffer_, *request_,
+        beast::bind_front_handler(&Session::on_request_header, shared_from_this()));
   }
 
   void on_request_header(beast::error_code ec, std::size_t) {
@@ -143,7 +148,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       case classify::PathError::none:
         break;
       case classify::PathError::bad_percent_encoding:
-        return reply({.kind = ErrorKind::bad_request, .message = "Malformed percent-encoding in path"}, true);
+        return reply(
+            {.kind = ErrorKind::bad_request, .message = "Malformed percent-encoding in path"},
+            true);
       default:
         return reply({.kind = ErrorKind::bad_request, .message = "Malformed request target"}, true);
     }
@@ -272,8 +279,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     upstream_ = std::make_unique<beast::tcp_stream>(worker_.pool.executor());
     upstream_buffer_.clear();
     upstream_->expires_after(worker_.pool.target(route_->upstream).connect_timeout);
-    upstream_->async_connect(worker_.pool.next_endpoint(route_->upstream),
-                             beast::bind_front_handler(&Session::on_upstream_connect, shared_from_this()));
+    upstream_->async_connect(
+        worker_.pool.next_endpoint(route_->upstream),
+        beast::bind_front_handler(&Session::on_upstream_connect, shared_from_this()));
   }
 
   void on_upstream_connect(beast::error_code ec) {
@@ -301,8 +309,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     body.data = relay_buffer_.get();
     body.size = worker_.limits.relay_buffer_bytes;
     client_.expires_after(worker_.limits.body_timeout);
-    http::async_read_some(client_, client_buffer_, *request_,
-                          beast::bind_front_handler(&Session::on_request_piece, shared_from_this()));
+    http::async_read_some(
+        client_, client_buffer_, *request_,
+        beast::bind_front_handler(&Session::on_request_piece, shared_from_this()));
   }
 
   void on_request_piece(beast::error_code ec, std::size_t) {
@@ -326,8 +335,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void write_request_piece() {
     upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_write(*upstream_, *request_writer_,
-                      beast::bind_front_handler(&Session::on_request_piece_written, shared_from_this()));
+    http::async_write(
+        *upstream_, *request_writer_,
+        beast::bind_front_handler(&Session::on_request_piece_written, shared_from_this()));
   }
 
   void on_request_piece_written(beast::error_code ec, std::size_t) {
@@ -343,8 +353,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     response_->body_limit(boost::none);
     if (request_->get().method() == http::verb::head) response_->skip(true);
     upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_read_header(*upstream_, upstream_buffer_, *response_,
-                            beast::bind_front_handler(&Session::on_response_header, shared_from_this()));
+    http::async_read_header(
+        *upstream_, upstream_buffer_, *response_,
+        beast::bind_front_handler(&Session::on_response_header, shared_from_this()));
   }
 
   void on_response_header(beast::error_code ec, std::size_t) {
@@ -365,7 +376,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     // A body delimited by the upstream closing cannot be relayed that way on a kept-alive client
     // connection: re-frame it as chunked.
-    if (!response_->is_done() && !res.has_content_length() && !res.chunked() && !response_->skip()) {
+    if (!response_->is_done() && !res.has_content_length() && !res.chunked() &&
+        !response_->skip()) {
       res.chunked(true);
     }
     res.version(11);
@@ -385,8 +397,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     body.data = relay_buffer_.get();
     body.size = worker_.limits.relay_buffer_bytes;
     upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_read_some(*upstream_, upstream_buffer_, *response_,
-                          beast::bind_front_handler(&Session::on_response_piece, shared_from_this()));
+    http::async_read_some(
+        *upstream_, upstream_buffer_, *response_,
+        beast::bind_front_handler(&Session::on_response_piece, shared_from_this()));
   }
 
   void on_response_piece(beast::error_code ec, std::size_t) {
@@ -407,8 +420,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void write_response_piece() {
     client_.expires_after(worker_.limits.send_timeout);
     response_started_ = true;
-    http::async_write(client_, *response_writer_,
-                      beast::bind_front_handler(&Session::on_response_piece_written, shared_from_this()));
+    http::async_write(
+        client_, *response_writer_,
+        beast::bind_front_handler(&Session::on_response_piece_written, shared_from_this()));
   }
 
   void on_response_piece_written(beast::error_code ec, std::size_t) {
@@ -429,9 +443,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     upstream_.reset();
     // A pooled connection the upstream closed while idle fails on first use. A request without a
     // body is safe to send again, once, on a fresh connection.
-    const bool stale = upstream_reused_ && (ec == net::error::eof || ec == http::error::end_of_stream ||
-                                            ec == net::error::connection_reset ||
-                                            ec == net::error::broken_pipe);
+    const bool stale =
+        upstream_reused_ && (ec == net::error::eof || ec == http::error::end_of_stream ||
+                             ec == net::error::connection_reset || ec == net::error::broken_pipe);
     if (stale && !retried_ && body_bytes_sent_ == 0 && request_->is_done()) {
       retried_ = true;
       upstream_reused_ = false;

@@ -1,6 +1,5 @@
-#include <sys/socket.h>
-
 #include <stdexcept>
+#include <sys/socket.h>
 
 #include <sluice/proxy/upstream_pool.hpp>
 

@@ -14,11 +14,13 @@ struct KeyDigest {
 };
 
 struct KeyDigestHash {
-  std::size_t operator()(const KeyDigest& d) const noexcept { return d.lo ^ (d.hi * 0x9e3779b97f4a7c15ULL); }
+  std::size_t operator()(const KeyDigest& d) const noexcept {
+    return d.lo ^ (d.hi * 0x9e3779b97f4a7c15ULL);
+  }
 };
 
-// The secret that keys the digest. A process-wide constant by default; configurable for the Redis store
-// so that several instances agree on key names.
+// The secret that keys the digest. A process-wide constant by default; configurable for the Redis
+// store so that several instances agree on key names.
 struct DigestKey {
   std::uint64_t k0 = 0x736c756963652d30ULL;
   std::uint64_t k1 = 0x6b65792d73616c74ULL;

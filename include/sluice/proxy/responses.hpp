@@ -1,7 +1,7 @@
 #pragma once
-// The responses sluice writes itself: the uniform JSON errors (429, 400, 404, 408, 413, 414, 431, 502,
-// 503, 504) and the quota headers added to every response of a limited route. Beast-free, so the
-// exact bytes of the contract are unit-tested without sockets.
+// The responses sluice writes itself: the uniform JSON errors (429, 400, 404, 408, 413, 414, 431,
+// 502, 503, 504) and the quota headers added to every response of a limited route. Beast-free, so
+// the exact bytes of the contract are unit-tested without sockets.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -27,9 +27,9 @@ enum class ErrorKind : std::uint8_t {
 
 struct ErrorReply {
   ErrorKind kind = ErrorKind::bad_request;
-  std::string_view message;  // empty: the kind's standard message
-  std::string_view route;    // empty: omitted
-  std::string_view limit;    // empty: omitted
+  std::string_view message;      // empty: the kind's standard message
+  std::string_view route;        // empty: omitted
+  std::string_view limit;        // empty: omitted
   std::int64_t retry_after = 0;  // seconds; 0: omitted (and no Retry-After header)
 };
 
@@ -37,7 +37,8 @@ unsigned status_code(ErrorKind kind) noexcept;
 std::string_view error_code(ErrorKind kind) noexcept;  // the "error" field, e.g. "rate_limited"
 
 // Writes the compact JSON body into `out` (cleared first, capacity reused):
-// {"error":"rate_limited","message":"Too many requests","route":"login","limit":"login-per-ip","retryAfter":7}
+// {"error":"rate_limited","message":"Too many
+// requests","route":"login","limit":"login-per-ip","retryAfter":7}
 void write_error_body(const ErrorReply& reply, std::string& out);
 
 // One header to add to a response; the value points into storage owned by the caller.
@@ -57,8 +58,9 @@ struct QuotaHeaders {
 void format_quota_headers(config::HeaderStyle style, const config::Limit& limit,
                           const limit::Verdict& verdict, QuotaHeaders& out) noexcept;
 
-// Which verdict the headers describe: when `allowed`, the one with the fewest remaining units (first
-// on ties); otherwise the rejecting one with the longest wait. Returns an index into `verdicts`.
+// Which verdict the headers describe: when `allowed`, the one with the fewest remaining units
+// (first on ties); otherwise the rejecting one with the longest wait. Returns an index into
+// `verdicts`.
 std::size_t verdict_to_report(std::span<const limit::Verdict> verdicts, bool allowed) noexcept;
 
 }  // namespace sluice::proxy

@@ -8,8 +8,8 @@
 namespace sluice::proxy {
 
 // One immutable generation of policy: the config and what was compiled from it. A request takes one
-// snapshot when its header is parsed and uses it to the end, so a reload never changes the rules under
-// a running request.
+// snapshot when its header is parsed and uses it to the end, so a reload never changes the rules
+// under a running request.
 struct Snapshot {
   explicit Snapshot(std::shared_ptr<const config::Config> cfg)
       : config(std::move(cfg)), router(*config) {}

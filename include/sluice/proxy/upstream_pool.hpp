@@ -24,7 +24,8 @@ class UpstreamPool {
  public:
   static constexpr std::size_t kMaxIdlePerUpstream = 256;
 
-  UpstreamPool(net::any_io_executor executor, std::shared_ptr<const std::vector<UpstreamTarget>> targets);
+  UpstreamPool(net::any_io_executor executor,
+               std::shared_ptr<const std::vector<UpstreamTarget>> targets);
 
   const UpstreamTarget& target(std::size_t upstream) const { return (*targets_)[upstream]; }
   net::any_io_executor executor() const { return executor_; }
