@@ -1,0 +1,46 @@
+#pragma once
+#include <string_view>
+#include <vector>
+
+#include <sluice/config/config.hpp>
+
+namespace sluice::classify {
+
+// A PathPattern prepared once: its kind settled, its trailing "/*" and '/' stripped. Matching walks
+// the pattern and the path segment by segment, parsing and allocating nothing. Views point into
+// the PathPattern's text, which must outlive it.
+class CompiledPattern {
+ public:
+  explicit CompiledPattern(const config::PathPattern& pattern) noexcept;
+
+  bool matches(std::string_view path) const noexcept;
+
+ private:
+  bool exact_ = true;      // compare literally; otherwise ":name" segments are parameters
+  std::string_view body_;  // the pattern without its "/*" tail or trailing '/'
+  bool any_tail_ = false;  // "/*": zero or more further segments
+};
+
+// Matches a normalised path and a method to the first route that accepts them, in file order.
+// Built once per config snapshot (which must outlive it); matching allocates nothing.
+class Router {
+ public:
+  explicit Router(const config::Config& config);
+
+  // The matching route, or nullptr (answered with 404).
+  const config::Route* match(std::string_view method, std::string_view path) const noexcept;
+
+ private:
+  struct Entry {
+    const config::Route* route;
+    CompiledPattern pattern;
+  };
+
+  const config::Config& config_;
+  std::vector<Entry> entries_;
+};
+
+// True when `path` matches `pattern` (exported for tests and for `sluice check`).
+bool path_matches(const config::PathPattern& pattern, std::string_view path) noexcept;
+
+}  // namespace sluice::classify

@@ -1,0 +1,112 @@
+#pragma once
+// The configuration as plain data: what config/loader.cpp builds from YAML and every other part
+// reads. A loaded Config is immutable and shared (std::shared_ptr<const Config>); a request holds
+// one snapshot from start to end.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <sluice/classify/ip.hpp>
+#include <sluice/limit/algorithm.hpp>
+
+namespace sluice::config {
+
+using Milliseconds = std::chrono::milliseconds;
+
+// Where a value came from in the YAML file (1-based), kept so later checks can point at it.
+struct Mark {
+  int line = 0;
+  int column = 0;
+};
+
+struct HostPort {
+  std::string host;  // an IP literal or a name (names are resolved once, at start-up)
+  std::uint16_t port = 0;
+};
+
+enum class HeaderStyle : std::uint8_t { legacy, ietf, both, none };
+
+enum class StoreType : std::uint8_t { memory, redis };
+
+struct StoreSettings {
+  StoreType type = StoreType::memory;
+  std::size_t max_keys = 1'000'000;  // memory store bound; least recently used keys are evicted
+};
+
+struct Upstream {
+  std::string name;
+  std::vector<HostPort> servers;  // used round-robin
+  Milliseconds connect_timeout{2000};
+  Milliseconds timeout{30000};  // for the response header, and between reads of the body
+  Mark mark;
+};
+
+// A named way to recognise a caller, e.g. api_key from the X-API-Key header.
+struct Identity {
+  std::string name;
+  std::string header;
+  Mark mark;
+};
+
+// Where one part of a limit key comes from.
+struct KeySource {
+  enum class Kind : std::uint8_t { ip, identity, method, route, path, header };
+  Kind kind = Kind::ip;
+  std::string header;        // Kind::header: the header name; Kind::identity: its header
+  std::size_t identity = 0;  // Kind::identity: index into Config::identities
+  std::string text;          // as written ("user", "header:X-Tenant"), for summaries and hashing
+};
+
+// One part of a key. Several alternatives ("user|ip") mean the first one present.
+// A part with no present alternative is keyed as "anonymous".
+struct KeyPart {
+  std::vector<KeySource> alternatives;
+};
+
+struct Limit {
+  std::string name;
+  std::vector<KeyPart> key;
+  // Required in YAML (each algorithm admits bursts differently; a silent default would surprise).
+  limit::Algorithm algorithm = limit::Algorithm::token_bucket;
+  limit::Quota quota;  // burst defaults to limit
+  // A hash of name + definition: store keys derive from it, so a limit keeps its counters across
+  // reloads while its definition is unchanged, and two different limits never share a counter.
+  // The same limit (same name, same definition) named in several routes shares one counter.
+  std::uint64_t identity_hash = 0;
+  Mark mark;
+};
+
+struct PathPattern {
+  // exact "/api/login"; prefix "/api/*" (matches "/api" and everything below "/api/");
+  // segments "/users/:id" (":name" matches exactly one non-empty segment).
+  enum class Kind : std::uint8_t { exact, prefix, segments };
+  Kind kind = Kind::exact;
+  std::string text;  // as written (normalised)
+};
+
+struct Route {
+  std::string name;
+  PathPattern path;
+  std::vector<std::string> methods;  // upper case; empty = any method
+  std::size_t upstream = 0;          // index into Config::upstreams
+  std::vector<Limit> limits;
+  Mark mark;
+};
+
+struct Config {
+  std::string source;  // the file it was loaded from
+  HostPort listen{"0.0.0.0", 8080};
+  unsigned threads = 0;  // resolved: "auto" becomes the number of cores
+  std::vector<classify::Cidr> trusted_proxies;
+  HeaderStyle headers = HeaderStyle::both;
+  StoreSettings store;
+  std::vector<Upstream> upstreams;
+  std::vector<Identity> identities;
+  std::vector<Route> routes;  // first match wins, in file order
+};
+
+std::string_view to_string(HeaderStyle style) noexcept;
+
+}  // namespace sluice::config

@@ -1,0 +1,148 @@
+// Limit keys. The digest input is unambiguous by construction: the limit's identity hash, then for
+// each key part a tag naming the alternative that supplied it (or "missing") and the value with its
+// length. So "user=1.2.3.4" never meets "ip=1.2.3.4", values cannot run into each other, and the
+// shared "anonymous" bucket of callers lacking a part never meets a caller who sends "anonymous".
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cstdint>
+
+#include <sluice/classify/key_builder.hpp>
+
+namespace sluice::classify {
+namespace {
+
+constexpr std::uint8_t kMissingTag = 0xff;
+
+std::string_view trim_header_value(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Where a part's value is written: IP text needs a buffer that outlives the lookup.
+struct ValueBuffer {
+  std::array<char, 46> ip_text;
+};
+
+// The value `source` gives for this request; empty when the request lacks it.
+std::string_view source_value(const config::KeySource& source, const config::Route& route,
+                              const RequestView& request, ValueBuffer& buffer) noexcept {
+  using Kind = config::KeySource::Kind;
+  switch (source.kind) {
+    case Kind::ip:
+      return {buffer.ip_text.data(), request.client.format(buffer.ip_text)};
+    case Kind::method:
+      return request.method;
+    case Kind::route:
+      return route.name;
+    case Kind::path:
+      return request.path;
+    case Kind::identity:
+    case Kind::header:
+      if (request.headers == nullptr || source.header.empty()) return {};
+      return trim_header_value(request.headers->get(source.header));
+  }
+  return {};
+}
+
+struct ChosenValue {
+  std::uint8_t tag = kMissingTag;  // index of the alternative used
+  std::string_view value;
+};
+
+ChosenValue choose(const config::KeyPart& part, const config::Route& route,
+                   const RequestView& request, ValueBuffer& buffer) noexcept {
+  const std::size_t n = std::min<std::size_t>(part.alternatives.size(), kMissingTag);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string_view value = source_value(part.alternatives[i], route, request, buffer);
+    if (!value.empty()) return {static_cast<std::uint8_t>(i), value};
+  }
+  return {};
+}
+
+void append_le(std::string& out, std::uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i)
+    out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+void append_source_label(std::string& out, const config::KeySource& source) {
+  if (!source.text.empty()) {
+    out += source.text;
+    return;
+  }
+  using Kind = config::KeySource::Kind;
+  switch (source.kind) {
+    case Kind::ip:
+      out += "ip";
+      return;
+    case Kind::method:
+      out += "method";
+      return;
+    case Kind::route:
+      out += "route";
+      return;
+    case Kind::path:
+      out += "path";
+      return;
+    case Kind::identity:
+      out += "identity:";
+      out += source.header;
+      return;
+    case Kind::header:
+      out += "header:";
+      out += source.header;
+      return;
+  }
+}
+
+}  // namespace
+
+void KeyBuilder::build(const config::Route& route, const RequestView& request,
+                       std::span<limit::LimitCheck> out) {
+  assert(out.size() >= route.limits.size());
+  const std::size_t count = std::min(out.size(), route.limits.size());
+  ValueBuffer buffer;
+  for (std::size_t i = 0; i < count; ++i) {
+    const config::Limit& limit = route.limits[i];
+    scratch_.clear();
+    append_le(scratch_, limit.identity_hash, 8);
+    for (const config::KeyPart& part : limit.key) {
+      const ChosenValue chosen = choose(part, route, request, buffer);
+      scratch_.push_back(static_cast<char>(chosen.tag));
+      append_le(scratch_, chosen.value.size(), 4);
+      scratch_ += chosen.value;
+    }
+    out[i] = limit::LimitCheck{limit::siphash128(digest_key_, scratch_), limit.algorithm,
+                               limit.quota, 1};
+  }
+}
+
+std::string_view KeyBuilder::describe(const config::Route& route, const config::Limit& limit,
+                                      const RequestView& request) {
+  ValueBuffer buffer;
+  scratch_.clear();
+  scratch_ += limit.name;
+  for (const config::KeyPart& part : limit.key) {
+    const ChosenValue chosen = choose(part, route, request, buffer);
+    scratch_.push_back('|');
+    if (chosen.tag != kMissingTag) {
+      append_source_label(scratch_, part.alternatives[chosen.tag]);
+      scratch_.push_back('=');
+      scratch_ += chosen.value;
+      continue;
+    }
+    // Missing: name the part as written ("api_key|user=anonymous").
+    for (std::size_t i = 0; i < part.alternatives.size(); ++i) {
+      if (i > 0) scratch_.push_back('|');
+      append_source_label(scratch_, part.alternatives[i]);
+    }
+    scratch_.push_back('=');
+    scratch_ += kAnonymous;
+  }
+  return scratch_;
+}
+
+}  // namespace sluice::classify

@@ -1,0 +1,798 @@
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <sluice/config/duration.hpp>
+#include <sluice/config/loader.hpp>
+
+using namespace sluice;
+using namespace sluice::config;
+using namespace std::chrono_literals;
+
+namespace {
+
+unsigned cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string all_errors(const LoadResult& r) {
+  std::string out;
+  for (const auto& e : r.errors)
+    out += e.to_string() + "\n";
+  return out;
+}
+
+std::shared_ptr<const Config> load_ok(const std::string& yaml) {
+  const LoadResult r = load_string(yaml, "t.yaml");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  REQUIRE(r.errors.empty());
+  return r.config;
+}
+
+// The single error a config produces, as "file:line:column: message".
+std::string only_error(const std::string& yaml) {
+  const LoadResult r = load_string(yaml, "t.yaml");
+  INFO(yaml);
+  INFO(all_errors(r));
+  REQUIRE_FALSE(r.ok());
+  REQUIRE(r.errors.size() == 1);
+  return r.errors.front().to_string();
+}
+
+// A valid config whose only route is written by the test (the route starts on line 3, column 5).
+std::string with_route(const std::string& route_body) {
+  return "upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+         "routes:\n"
+         "  - " +
+         route_body;
+}
+
+// A valid config around one limit written as a flow map: it starts on line 7, column 9.
+std::string with_limit(const std::string& limit) {
+  return "upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+         "identities: { user: { header: X-User-Id } }\n"
+         "routes:\n"
+         "  - name: r\n"
+         "    match: { path: /r }\n"
+         "    upstream: api\n"
+         "    limits:\n"
+         "      - " +
+         limit + "\n";
+}
+
+// A valid config with one top-level setting added on line 1.
+std::string with_setting(const std::string& line) {
+  return line +
+         "\n"
+         "upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+         "routes: [{ name: r, match: { path: /r }, upstream: api }]\n";
+}
+
+}  // namespace
+
+TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
+  const LoadResult r = load_file(SLUICE_SOURCE_DIR "/config/sluice.yaml");
+  INFO(all_errors(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+
+  CHECK(c.listen.host == "0.0.0.0");
+  CHECK(c.listen.port == 8080);
+  CHECK(c.threads == cores());
+  CHECK(c.trusted_proxies.empty());
+  CHECK(c.headers == HeaderStyle::both);
+  CHECK(c.store.type == StoreType::memory);
+  CHECK(c.store.max_keys == 1'000'000);
+
+  REQUIRE(c.upstreams.size() == 1);
+  CHECK(c.upstreams[0].name == "api");
+  REQUIRE(c.upstreams[0].servers.size() == 1);
+  CHECK(c.upstreams[0].servers[0].host == "127.0.0.1");
+  CHECK(c.upstreams[0].servers[0].port == 3000);
+  CHECK(c.upstreams[0].connect_timeout == 2s);
+  CHECK(c.upstreams[0].timeout == 30s);
+
+  REQUIRE(c.identities.size() == 2);
+  CHECK(c.identities[0].name == "api_key");
+  CHECK(c.identities[0].header == "X-API-Key");
+  CHECK(c.identities[1].name == "user");
+  CHECK(c.identities[1].header == "X-User-Id");
+
+  REQUIRE(c.routes.size() == 3);
+  const Route& login = c.routes[0];
+  CHECK(login.name == "login");
+  CHECK(login.path.kind == PathPattern::Kind::exact);
+  CHECK(login.path.text == "/api/login");
+  CHECK(login.methods == std::vector<std::string>{"POST"});
+  CHECK(login.upstream == 0);
+  REQUIRE(login.limits.size() == 1);
+  const Limit& per_ip = login.limits[0];
+  CHECK(per_ip.name == "login-per-ip");
+  CHECK(per_ip.algorithm == limit::Algorithm::sliding_window);
+  CHECK(per_ip.quota.limit == 5);
+  CHECK(per_ip.quota.window == 600'000'000);
+  REQUIRE(per_ip.key.size() == 1);
+  REQUIRE(per_ip.key[0].alternatives.size() == 1);
+  CHECK(per_ip.key[0].alternatives[0].kind == KeySource::Kind::ip);
+
+  const Route& search = c.routes[1];
+  CHECK(search.name == "search");
+  CHECK(search.path.kind == PathPattern::Kind::prefix);
+  CHECK(search.path.text == "/api/search/*");
+  CHECK(search.methods.empty());
+  REQUIRE(search.limits.size() == 1);
+  const Limit& per_user = search.limits[0];
+  CHECK(per_user.algorithm == limit::Algorithm::token_bucket);
+  CHECK(per_user.quota.limit == 60);
+  CHECK(per_user.quota.window == 60'000'000);
+  CHECK(per_user.quota.burst == 10);
+  REQUIRE(per_user.key.size() == 1);
+  const auto& alternatives = per_user.key[0].alternatives;
+  REQUIRE(alternatives.size() == 2);
+  CHECK(alternatives[0].kind == KeySource::Kind::identity);
+  CHECK(alternatives[0].identity == 1);
+  CHECK(alternatives[0].header == "X-User-Id");
+  CHECK(alternatives[0].text == "user");
+  CHECK(alternatives[1].kind == KeySource::Kind::ip);
+
+  // The quickstart catch-all: last, so it never shadows the routes above it.
+  const Route& fallback = c.routes[2];
+  CHECK(fallback.path.kind == PathPattern::Kind::prefix);
+  CHECK(fallback.path.text == "/*");
+  CHECK(fallback.limits.empty());
+}
+
+TEST_CASE("every setting left out takes its documented default") {
+  const auto c = load_ok(R"(upstreams:
+  api: { servers: ["127.0.0.1:3000"] }
+routes:
+  - name: r
+    match: { path: /r }
+    upstream: api
+  - name: s
+    match: { path: /s }
+    upstream: api
+    limits:
+      - { name: l, key: [ip], algorithm: gcra, limit: 7, window: 1s }
+)");
+  CHECK(c->source == "t.yaml");
+  CHECK(c->listen.host == "0.0.0.0");
+  CHECK(c->listen.port == 8080);
+  CHECK(c->threads == cores());
+  CHECK(c->trusted_proxies.empty());
+  CHECK(c->headers == HeaderStyle::both);
+  CHECK(c->store.type == StoreType::memory);
+  CHECK(c->store.max_keys == 1'000'000);
+  CHECK(c->upstreams[0].connect_timeout == 2s);
+  CHECK(c->upstreams[0].timeout == 30s);
+  CHECK(c->identities.empty());
+  CHECK(c->routes[0].methods.empty());             // any method
+  CHECK(c->routes[0].limits.empty());              // just proxied
+  CHECK(c->routes[1].limits[0].quota.burst == 7);  // burst defaults to limit
+}
+
+TEST_CASE("settings written out are taken as written") {
+  const auto c = load_ok(R"(listen: "[::1]:9000"
+threads: 3
+trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.168.1.7]
+headers: ietf
+store: { type: memory, max_keys: 5000 }
+upstreams:
+  api:
+    servers: ["[::1]:3000", "backend.internal:80"]
+    connect_timeout: 250ms
+    timeout: 2m
+routes:
+  - name: r
+    match: { path: "/users/:id", methods: [get, Post, GET] }
+    upstream: api
+    limits:
+      - { name: l, key: [method, route, path, "header:X-Tenant"], algorithm: gcra, limit: 100, window: 1h, burst: 3 }
+  - name: s
+    match: { path: "/api//v1/*" }
+    upstream: api
+)");
+  CHECK(c->listen.host == "::1");
+  CHECK(c->listen.port == 9000);
+  CHECK(c->threads == 3);
+  REQUIRE(c->trusted_proxies.size() == 3);
+  CHECK(c->trusted_proxies[0].contains(*classify::IpAddress::parse("10.200.0.1")));
+  CHECK_FALSE(c->trusted_proxies[0].contains(*classify::IpAddress::parse("11.0.0.1")));
+  CHECK(c->trusted_proxies[1].contains(*classify::IpAddress::parse("2001:db8::1")));
+  CHECK(c->trusted_proxies[2].contains(*classify::IpAddress::parse("192.168.1.7")));
+  CHECK_FALSE(c->trusted_proxies[2].contains(*classify::IpAddress::parse("192.168.1.8")));
+  CHECK(c->headers == HeaderStyle::ietf);
+  CHECK(c->store.max_keys == 5000);
+  const Upstream& api = c->upstreams[0];
+  REQUIRE(api.servers.size() == 2);
+  CHECK(api.servers[0].host == "::1");
+  CHECK(api.servers[0].port == 3000);
+  CHECK(api.servers[1].host == "backend.internal");
+  CHECK(api.servers[1].port == 80);
+  CHECK(api.connect_timeout == 250ms);
+  CHECK(api.timeout == 2min);
+
+  const Route& r = c->routes[0];
+  CHECK(r.path.kind == PathPattern::Kind::segments);
+  CHECK(r.path.text == "/users/:id");
+  CHECK(r.methods == std::vector<std::string>{"GET", "POST"});  // upper-cased, once each
+  const Limit& l = r.limits[0];
+  CHECK(l.quota.burst == 3);  // below limit is allowed
+  REQUIRE(l.key.size() == 4);
+  CHECK(l.key[0].alternatives[0].kind == KeySource::Kind::method);
+  CHECK(l.key[1].alternatives[0].kind == KeySource::Kind::route);
+  CHECK(l.key[2].alternatives[0].kind == KeySource::Kind::path);
+  CHECK(l.key[3].alternatives[0].kind == KeySource::Kind::header);
+  CHECK(l.key[3].alternatives[0].header == "X-Tenant");
+
+  // Patterns are normalised like request paths.
+  CHECK(c->routes[1].path.kind == PathPattern::Kind::prefix);
+  CHECK(c->routes[1].path.text == "/api/v1/*");
+}
+
+TEST_CASE("listen accepts IP literals and localhost") {
+  CHECK(load_ok(with_setting("listen: localhost:9000"))->listen.host == "localhost");
+  CHECK(load_ok(with_setting("listen: \"[::]:80\""))->listen.host == "::");
+  CHECK(load_ok(with_setting("listen: 127.0.0.1:1"))->listen.port == 1);
+  CHECK(load_ok(with_setting("threads: 256"))->threads == 256);
+  CHECK(load_ok(with_setting("threads: auto"))->threads == cores());
+  CHECK(load_ok(with_setting("headers: none"))->headers == HeaderStyle::none);
+  CHECK(load_ok(with_setting("headers: legacy"))->headers == HeaderStyle::legacy);
+  CHECK(load_ok(with_setting("trusted_proxies:"))->trusted_proxies.empty());
+}
+
+TEST_CASE("durations: a positive whole number and one unit") {
+  CHECK(parse_duration("250ms") == 250ms);
+  CHECK(parse_duration("1ms") == 1ms);
+  CHECK(parse_duration("10s") == 10s);
+  CHECK(parse_duration("5m") == 5min);
+  CHECK(parse_duration("2h") == 2h);
+  CHECK(parse_duration("1d") == 24h);
+  CHECK(parse_duration("365d") == 365 * 24h);
+  for (const char* bad :
+       {"0s", "0ms", "10", "1.5s", "5 m", " 5m", "5m ", "-1s", "+1s", "", "s", "ms", "10S", "10sec",
+        "1w", "1m1s", "99999999999999999999s", "9999999999999999d"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_duration(bad).has_value());
+  }
+
+  CHECK(format_duration(10min) == "10m");
+  CHECK(format_duration(90s) == "90s");
+  CHECK(format_duration(1500ms) == "1500ms");
+  CHECK(format_duration(48h) == "2d");
+  CHECK(format_duration(1h) == "1h");
+  CHECK(format_duration(0s) == "0s");
+  CHECK(format_duration(1500us) == "1500us");
+  CHECK(format_duration(-2s) == "-2s");
+  for (const char* text : {"250ms", "10s", "5m", "2h", "1d", "1001ms", "61s"}) {
+    CHECK(format_duration(*parse_duration(text)) == text);
+  }
+}
+
+TEST_CASE("Error::to_string is file:line:column: message") {
+  CHECK(Error{"a.yaml", 3, 7, "boom"}.to_string() == "a.yaml:3:7: boom");
+  // Whole-file problems have no position.
+  CHECK(Error{"a.yaml", 0, 0, "cannot read: x"}.to_string() == "a.yaml: cannot read: x");
+}
+
+TEST_CASE("an unreadable file is one error without a position") {
+  const LoadResult r = load_file("/nonexistent/sluice.yaml");
+  REQUIRE_FALSE(r.ok());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].to_string() ==
+        "/nonexistent/sluice.yaml: cannot read: No such file or directory");
+}
+
+TEST_CASE("YAML syntax errors point at the place the parser gave up") {
+  CHECK(only_error("routes:\n  - name: a\n    match: { path: /x\n  - name: b\n") ==
+        "t.yaml:4:9: YAML syntax error: end of map flow not found");
+  CHECK(only_error("") ==
+        "t.yaml:1:1: the config is empty: it needs at least 'upstreams' and "
+        "'routes'");
+  CHECK(only_error("- a\n") ==
+        "t.yaml:1:1: the config must be a map of settings (listen, "
+        "upstreams, routes, ...), found a list");
+}
+
+TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is close") {
+  CHECK(only_error(with_setting("thread: 2")) ==
+        "t.yaml:1:1: unknown key 'thread' at the top level (did you mean 'threads'?)");
+  CHECK(only_error(with_setting("colour: blue")) ==
+        "t.yaml:1:1: unknown key 'colour' at the top level; expected one of listen, threads, "
+        "trusted_proxies, headers, store, upstreams, identities, routes");
+  CHECK(only_error(with_setting("store: { type: memory, max_key: 5 }")) ==
+        "t.yaml:1:24: unknown key 'max_key' in 'store' (did you mean 'max_keys'?)");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r, method: [GET] }, upstream: api }")) ==
+        "t.yaml:3:35: unknown key 'method' in 'match' of route 'r' (did you mean 'methods'?)");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: api, limit: [] }")) ==
+        "t.yaml:3:52: unknown key 'limit' in route 'r' (did you mean 'limits'?)");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"], timout: 1s } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:50: unknown key 'timout' in upstream 'api' (did you mean 'timeout'?)");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+                   "identities: { user: { headr: X-User } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:2:23: unknown key 'headr' in identity 'user' (did you mean 'header'?)");
+}
+
+TEST_CASE("a typo in a limit names the key it probably meant, and nothing else") {
+  // The misspelled required key is not also reported as missing.
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, windw: 10m }")) ==
+        "t.yaml:8:58: unknown key 'windw' in limit 'x' (did you mean 'window'?)");
+}
+
+TEST_CASE("the shipped typo example is reported at the typo") {
+  const LoadResult r = load_file(SLUICE_SOURCE_DIR "/tests/data/typo.yaml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].line == 22);
+  CHECK(r.errors[0].column == 9);
+  CHECK(r.errors[0].message ==
+        "unknown key 'windw' in limit 'login-per-ip' (did you mean "
+        "'window'?)");
+}
+
+TEST_CASE("a key given twice in one map is an error, not a silent pick") {
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 1s, "
+                              "limit: 6 }")) ==
+        "t.yaml:8:70: duplicate key 'limit' (first at line 8, column 48)");
+  CHECK(only_error("upstreams:\n"
+                   "  api: { servers: [\"127.0.0.1:3000\"] }\n"
+                   "  api: { servers: [\"127.0.0.1:4000\"] }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:3:3: duplicate upstream 'api' (first at line 2, column 3)");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+                   "identities:\n"
+                   "  user: { header: X-User }\n"
+                   "  user: { header: X-Other }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:4:3: duplicate identity 'user' (first at line 3, column 3)");
+}
+
+TEST_CASE("values of the wrong type are reported at the value") {
+  CHECK(only_error(with_route("{ name: r, match: { path: /r, methods: GET }, upstream: api }")) ==
+        "t.yaml:3:44: 'methods' must be a list, e.g. [GET, POST], found the value 'GET'");
+  CHECK(only_error(with_route("{ name: r, match: /r, upstream: api }")) ==
+        "t.yaml:3:23: 'match' must be a map (e.g. { path: /api/login, methods: [POST] }), found "
+        "the value '/r'");
+  CHECK(only_error(with_limit("{ name: x, key: ip, algorithm: gcra, limit: 5, window: 1s }")) ==
+        "t.yaml:8:25: 'key' must be a list, e.g. [ip] or [\"user|ip\", method], found the value "
+        "'ip'");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5.5, window: 1s }")) ==
+        "t.yaml:8:55: 'limit' must be a whole number, found '5.5'");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: [5], window: 1s }")) ==
+        "t.yaml:8:55: 'limit' must be a whole number, found a list");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\nroutes: { r: 1 }\n") ==
+        "t.yaml:2:9: 'routes' must be a list, e.g. - name: login ..., found a map");
+}
+
+TEST_CASE("bad durations say what a duration looks like") {
+  const std::string prefix = "{ name: x, key: [ip], algorithm: gcra, limit: 5, window: ";
+  // The window value starts at column 9 + prefix length.
+  CHECK(only_error(with_limit(prefix + "10 }")) ==
+        "t.yaml:8:66: bad duration '10' for 'window': add a unit (ms, s, m, h or d), e.g. 10s");
+  for (const char* bad : {"0s", "1.5s", "-1s", "10sec"}) {
+    INFO(bad);
+    CHECK(only_error(with_limit(prefix + bad + " }")) ==
+          "t.yaml:8:66: bad duration '" + std::string(bad) +
+              "' for 'window': expected a positive whole number and a unit (ms, s, m, h or d), "
+              "e.g. 250ms, 10s, 5m");
+  }
+  CHECK(only_error(with_limit(prefix + "\"5 m\" }")) ==
+        "t.yaml:8:66: bad duration '5 m' for 'window': expected a positive whole number and a unit "
+        "(ms, s, m, h or d), e.g. 250ms, 10s, 5m");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"], connect_timeout: 2 } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:67: bad duration '2' for 'connect_timeout': add a unit (ms, s, m, h or d), e.g. "
+        "2s");
+}
+
+TEST_CASE("limit and window stay within what the algorithms compute exactly") {
+  const std::string precision = " (larger values would lose precision in the algorithms)";
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 0, window: 1s }")) ==
+        "t.yaml:8:55: 'limit' must be from 1 to 1000000000" + precision + ", found 0");
+  CHECK(only_error(
+            with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 1000000001, window: 1s }")) ==
+        "t.yaml:8:55: 'limit' must be from 1 to 1000000000" + precision + ", found 1000000001");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 366d }")) ==
+        "t.yaml:8:66: 'window' must be from 1ms to 365d" + precision + ", found 366d");
+  CHECK(only_error(with_limit(
+            "{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 1s, burst: 0 }")) ==
+        "t.yaml:8:77: 'burst' must be from 1 to 1000000000" + precision + ", found 0");
+  // The bounds themselves are fine.
+  load_ok(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 1000000000, window: 365d }"));
+  load_ok(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 1, window: 1ms }"));
+}
+
+TEST_CASE("the algorithm is required and must be one of the four") {
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: leaky, limit: 5, window: 1s }")) ==
+        "t.yaml:8:42: unknown algorithm 'leaky'; expected one of token_bucket, gcra, "
+        "sliding_window, fixed_window");
+  CHECK(only_error(
+            with_limit("{ name: x, key: [ip], algorithm: token-bucket, limit: 5, window: 1s }")) ==
+        "t.yaml:8:42: unknown algorithm 'token-bucket'; expected one of token_bucket, gcra, "
+        "sliding_window, fixed_window (did you mean 'token_bucket'?)");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], limit: 5, window: 1s }")) ==
+        "t.yaml:8:9: limit 'x' needs 'algorithm' (one of token_bucket, gcra, sliding_window, "
+        "fixed_window)");
+}
+
+TEST_CASE("burst belongs to the bucket algorithms only") {
+  for (const char* algorithm : {"fixed_window", "sliding_window"}) {
+    INFO(algorithm);
+    const std::string limit = "{ name: x, key: [ip], algorithm: " + std::string(algorithm) +
+                              ", limit: 5, window: 1s, burst: 2 }";
+    const auto column = std::to_string(9 + limit.find("burst"));
+    CHECK(only_error(with_limit(limit)) == "t.yaml:8:" + column +
+                                               ": 'burst' only applies to token_bucket and gcra; " +
+                                               algorithm + " admits exactly 'limit' per window");
+  }
+  CHECK(load_ok(with_limit("{ name: x, key: [ip], algorithm: token_bucket, limit: 5, window: 1s, "
+                           "burst: 20 }"))
+            ->routes[0]
+            .limits[0]
+            .quota.burst == 20);
+}
+
+TEST_CASE("key parts must be known") {
+  const std::string head = "{ name: x, algorithm: gcra, limit: 5, window: 1s, key: ";
+  // The key list starts at column 9 + head length = 64.
+  CHECK(only_error(with_limit(head + "[ipp] }")) ==
+        "t.yaml:8:65: unknown key part 'ipp' (did you mean 'ip'?)");
+  CHECK(only_error(with_limit(head + "[\"header:\"] }")) ==
+        "t.yaml:8:66: key part 'header:' needs a header name, e.g. header:X-Tenant");
+  CHECK(only_error(with_limit(head + "[\"header:X Y\"] }")) ==
+        "t.yaml:8:66: bad header name 'X Y' in key part 'header:X Y'");
+  CHECK(only_error(with_limit(head + "[tenant] }")) ==
+        "t.yaml:8:65: unknown key part 'tenant'; expected ip, method, route, path, user or "
+        "header:NAME");
+  // Each alternative is reported at its own column.
+  CHECK(only_error(with_limit(head + "[\"user | usr\"] }")) ==
+        "t.yaml:8:73: unknown key part 'usr' (did you mean 'user'?)");
+  CHECK(only_error(with_limit(head + "[\"user|\"] }")) ==
+        "t.yaml:8:71: empty alternative in key part 'user|'");
+  CHECK(only_error(with_limit(head + "[] }")) ==
+        "t.yaml:8:64: 'key' of limit 'x' is empty; use [route] for one counter shared by every "
+        "caller");
+}
+
+TEST_CASE("an identity cannot take a built-in key part's name") {
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+                   "identities: { ip: { header: X-Ip } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:2:15: identity name 'ip' is taken by a built-in key part (ip, method, route, "
+        "path, header)");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+                   "identities: { user: { header: \"X User\" } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:2:31: bad header name 'X User' in identity 'user' (letters, digits and "
+        "!#$%&'*+-.^_`|~ only, e.g. X-API-Key)");
+}
+
+TEST_CASE("routes must name a defined upstream") {
+  CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: apii }")) ==
+        "t.yaml:3:47: route 'r' names upstream 'apii', which is not defined (did you mean 'api'?)");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: billing }")) ==
+        "t.yaml:3:47: route 'r' names upstream 'billing', which is not defined; defined "
+        "upstreams: api");
+}
+
+TEST_CASE("route names are unique") {
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
+                   "routes:\n"
+                   "  - { name: r, match: { path: /a }, upstream: api }\n"
+                   "  - { name: r, match: { path: /b }, upstream: api }\n") ==
+        "t.yaml:4:13: duplicate route name 'r' (first at line 3, column 13)");
+}
+
+TEST_CASE("required fields are reported as missing on their map") {
+  CHECK(only_error(with_route("{ match: { path: /r }, upstream: api }")) ==
+        "t.yaml:3:5: a route needs 'name' (e.g. name: login)");
+  CHECK(only_error(with_route("{ name: r, upstream: api }")) ==
+        "t.yaml:3:5: route 'r' needs 'match' (e.g. match: { path: /api/* })");
+  CHECK(only_error(with_route("{ name: r, match: { methods: [GET] }, upstream: api }")) ==
+        "t.yaml:3:16: 'match' of route 'r' needs 'path' (e.g. /api/login, /api/*, /users/:id)");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r } }")) ==
+        "t.yaml:3:5: route 'r' needs 'upstream' (the name of one of 'upstreams')");
+  CHECK(only_error(with_limit("{ key: [ip], algorithm: gcra, limit: 5, window: 1s }")) ==
+        "t.yaml:8:9: a limit in route 'r' needs 'name' (e.g. name: login-per-ip)");
+  CHECK(only_error(with_limit("{ name: x, algorithm: gcra, limit: 5, window: 1s }")) ==
+        "t.yaml:8:9: limit 'x' needs 'key' (a list of parts such as [ip] or [\"user|ip\"])");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, window: 1s }")) ==
+        "t.yaml:8:9: limit 'x' needs 'limit' (how many requests per window, e.g. limit: 100)");
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5 }")) ==
+        "t.yaml:8:9: limit 'x' needs 'window' (a duration such as 1m)");
+  CHECK(only_error("upstreams: { api: { connect_timeout: 1s } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:14: upstream 'api' needs 'servers' (a list of \"host:port\")");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n") ==
+        "t.yaml:1:1: the config needs 'routes' (which requests to proxy, and their limits)");
+}
+
+TEST_CASE("path patterns are checked") {
+  const auto path_error = [](const std::string& path) {
+    return only_error(with_route("{ name: r, match: { path: \"" + path + "\" }, upstream: api }"));
+  };
+  CHECK(path_error("api/login") ==
+        "t.yaml:3:31: bad path pattern 'api/login': it must start "
+        "with '/'");
+  CHECK(path_error("/a/*/b") ==
+        "t.yaml:3:31: bad path pattern '/a/*/b': '*' is only allowed at "
+        "the end, as '/*' (e.g. /api/*)");
+  CHECK(path_error("/api*") ==
+        "t.yaml:3:31: bad path pattern '/api*': '*' is only allowed at "
+        "the end, as '/*' (e.g. /api/*)");
+  CHECK(path_error("/users/:/x") ==
+        "t.yaml:3:31: bad path pattern '/users/:/x': a ':' segment "
+        "needs a name of letters, digits and '_', e.g. /users/:id");
+  CHECK(path_error("/users/:id/*") ==
+        "t.yaml:3:31: bad path pattern '/users/:id/*': ':name' "
+        "segments cannot be combined with a '/*' suffix");
+  CHECK(path_error("/search?q=1") ==
+        "t.yaml:3:31: bad path pattern '/search?q=1': it cannot "
+        "contain '?' or '#' (only the path is matched, never the "
+        "query)");
+}
+
+TEST_CASE("methods are the HTTP methods sluice proxies") {
+  CHECK(only_error(with_route(
+            "{ name: r, match: { path: /r, methods: [GET, CONNECT] }, upstream: api }")) ==
+        "t.yaml:3:50: unknown method 'CONNECT'; expected one of GET, HEAD, POST, PUT, DELETE, "
+        "PATCH, OPTIONS");
+  CHECK(
+      only_error(with_route("{ name: r, match: { path: /r, methods: [PSOT] }, upstream: api }")) ==
+      "t.yaml:3:45: unknown method 'PSOT'; expected one of GET, HEAD, POST, PUT, DELETE, PATCH, "
+      "OPTIONS (did you mean 'POST'?)");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r, methods: [] }, upstream: api }")) ==
+        "t.yaml:3:44: 'methods' is empty: leave it out to match every method");
+}
+
+TEST_CASE("top-level settings are checked") {
+  CHECK(only_error(with_setting("listen: 0.0.0.0:80800")) ==
+        "t.yaml:1:9: bad listen address '0.0.0.0:80800': port '80800' must be a number from 1 to "
+        "65535");
+  CHECK(only_error(with_setting("listen: 0.0.0.0")) ==
+        "t.yaml:1:9: bad listen address '0.0.0.0': a port is needed, e.g. 127.0.0.1:8080");
+  CHECK(only_error(with_setting("listen: example.com:80")) ==
+        "t.yaml:1:9: bad listen address 'example.com:80': 'example.com' is not an IP address or "
+        "'localhost'");
+  CHECK(only_error(with_setting("listen: \"::1:80\"")) ==
+        "t.yaml:1:9: bad listen address '::1:80': IPv6 addresses need brackets, e.g. [::1]:8080");
+  CHECK(only_error(with_setting("threads: 0")) ==
+        "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '0'");
+  CHECK(only_error(with_setting("threads: 257")) ==
+        "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '257'");
+  CHECK(only_error(with_setting("trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]")) ==
+        "t.yaml:1:31: bad address or CIDR '10.0.0.0/33' in 'trusted_proxies' (e.g. 10.0.0.0/8, "
+        "2001:db8::/32, 192.168.1.7)");
+  CHECK(only_error(with_setting("headers: bothh")) ==
+        "t.yaml:1:10: 'headers' must be one of legacy, ietf, both, none, found 'bothh' (did you "
+        "mean 'both'?)");
+  CHECK(only_error(with_setting("store: { type: redis }")) ==
+        "t.yaml:1:16: store type 'redis' is not available yet (use memory)");
+  CHECK(only_error(with_setting("store: { type: memory, max_keys: 0 }")) ==
+        "t.yaml:1:34: 'max_keys' must be from 1 to 1000000000, found 0");
+}
+
+TEST_CASE("upstream servers are host:port") {
+  const auto servers_error = [](const std::string& servers) {
+    return only_error("upstreams: { api: { servers: " + servers +
+                      " } }\nroutes: [{ name: r, match: { path: /r }, upstream: api }]\n");
+  };
+  CHECK(servers_error("[]") ==
+        "t.yaml:1:30: upstream 'api' needs at least one server in "
+        "'servers'");
+  CHECK(servers_error("[\"127.0.0.1\"]") ==
+        "t.yaml:1:31: bad server '127.0.0.1' in upstream "
+        "'api': a port is needed, e.g. 127.0.0.1:8080");
+  CHECK(servers_error("[\"300.1.1.1:80\"]") ==
+        "t.yaml:1:31: bad server '300.1.1.1:80' in "
+        "upstream 'api': '300.1.1.1' is not an IPv4 "
+        "address");
+  CHECK(servers_error("[\"bad_host:80\"]") ==
+        "t.yaml:1:31: bad server 'bad_host:80' in upstream "
+        "'api': 'bad_host' is not a valid host name or IP "
+        "address");
+  CHECK(servers_error("[\"h:0\"]") ==
+        "t.yaml:1:31: bad server 'h:0' in upstream 'api': port '0' "
+        "must be a number from 1 to 65535");
+}
+
+TEST_CASE("several errors in one file are all reported, in file order") {
+  const LoadResult r = load_string(R"(listen: 0.0.0.0:99999
+threads: many
+routes:
+  - name: login
+    match: { path: /api/login, methods: [POST] }
+    upstream: api
+    limits:
+      - name: per-ip
+        key: [ipp]
+        algorithm: sliding_windw
+        limit: 5
+        window: 10
+upstreams:
+  api: { servers: ["127.0.0.1:3000"], timeout: 0s }
+)",
+                                   "many.yaml");
+  REQUIRE_FALSE(r.ok());
+  std::vector<std::string> lines;
+  for (const auto& e : r.errors)
+    lines.push_back(e.to_string());
+  CHECK(lines == std::vector<std::string>{
+                     "many.yaml:1:9: bad listen address '0.0.0.0:99999': port '99999' must be a "
+                     "number from 1 to 65535",
+                     "many.yaml:2:10: 'threads' must be 'auto' or a number from 1 to 256, found "
+                     "'many'",
+                     "many.yaml:9:15: unknown key part 'ipp' (did you mean 'ip'?)",
+                     "many.yaml:10:20: unknown algorithm 'sliding_windw'; expected one of "
+                     "token_bucket, gcra, sliding_window, fixed_window (did you mean "
+                     "'sliding_window'?)",
+                     "many.yaml:12:17: bad duration '10' for 'window': add a unit (ms, s, m, h or "
+                     "d), e.g. 10s",
+                     "many.yaml:14:48: bad duration '0s' for 'timeout': expected a positive whole "
+                     "number and a unit (ms, s, m, h or d), e.g. 250ms, 10s, 5m",
+                 });
+}
+
+TEST_CASE("no cascades: a broken section does not make its users look broken") {
+  // upstreams is not a map: one error, not one more per route naming 'api'.
+  CHECK(only_error("upstreams: [api]\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:12: 'upstreams' must be a map (upstream names, each with its servers), found a "
+        "list");
+  // A broken upstream still exists for the routes that name it.
+  CHECK(only_error("upstreams: { api: { servers: [] } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:30: upstream 'api' needs at least one server in 'servers'");
+}
+
+namespace {
+
+std::uint64_t hash_of(const std::string& limit) {
+  return load_ok(with_limit(limit))->routes[0].limits[0].identity_hash;
+}
+
+}  // namespace
+
+TEST_CASE("a limit's identity hash follows its definition, not its position") {
+  const std::string base =
+      "{ name: x, key: [\"user|ip\"], algorithm: gcra, limit: 5, window: 1s, burst: 2 }";
+  const std::uint64_t h = hash_of(base);
+  CHECK(h != 0);
+  CHECK(hash_of(base) == h);  // stable across loads
+
+  // Spelling that does not change the definition keeps the counters.
+  CHECK(hash_of("{ window: 1000ms, burst: 2, limit: 5, algorithm: gcra, key: [\"user | ip\"], "
+                "name: x }") == h);
+
+  // Any change to what is counted starts fresh counters.
+  CHECK(
+      hash_of("{ name: y, key: [\"user|ip\"], algorithm: gcra, limit: 5, window: 1s, burst: 2 }") !=
+      h);
+  CHECK(hash_of("{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 1s, burst: 2 }") != h);
+  CHECK(
+      hash_of("{ name: x, key: [\"ip|user\"], algorithm: gcra, limit: 5, window: 1s, burst: 2 }") !=
+      h);
+  CHECK(hash_of("{ name: x, key: [user, ip], algorithm: gcra, limit: 5, window: 1s, burst: 2 }") !=
+        h);
+  CHECK(hash_of("{ name: x, key: [\"user|ip\"], algorithm: token_bucket, limit: 5, window: 1s, "
+                "burst: 2 }") != h);
+  CHECK(
+      hash_of("{ name: x, key: [\"user|ip\"], algorithm: gcra, limit: 6, window: 1s, burst: 2 }") !=
+      h);
+  CHECK(
+      hash_of("{ name: x, key: [\"user|ip\"], algorithm: gcra, limit: 5, window: 2s, burst: 2 }") !=
+      h);
+  CHECK(hash_of("{ name: x, key: [\"user|ip\"], algorithm: gcra, limit: 5, window: 1s }") != h);
+
+  // The identity's header is part of what the key means.
+  const auto c = load_ok(R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+identities: { user: { header: X-Other-User } }
+routes:
+  - name: first
+    match: { path: /first }
+    upstream: api
+  - name: r
+    match: { path: /r }
+    upstream: api
+    limits:
+      - { name: x, key: ["user|ip"], algorithm: gcra, limit: 5, window: 1s, burst: 2 }
+)");
+  CHECK(c->routes[1].limits[0].identity_hash != h);
+}
+
+TEST_CASE("one limit name in several routes is one limit only when defined alike") {
+  // Shared on purpose: e.g. one per-user budget across routes. Same definition, same counters.
+  const auto c = load_ok(R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes:
+  - name: a
+    match: { path: /a }
+    upstream: api
+    limits:
+      - { name: per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1s }
+  - name: b
+    match: { path: /b }
+    upstream: api
+    limits:
+      - { name: per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1s }
+)");
+  CHECK(c->routes[0].limits[0].identity_hash == c->routes[1].limits[0].identity_hash);
+
+  // Same name, different numbers: two meanings for one counter, so an error naming both places.
+  CHECK(only_error(R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes:
+  - name: a
+    match: { path: /a }
+    upstream: api
+    limits:
+      - { name: per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1s }
+  - name: b
+    match: { path: /b }
+    upstream: api
+    limits:
+      - { name: per-ip, key: [ip], algorithm: gcra, limit: 50, window: 1s }
+)") == "t.yaml:12:17: limit 'per-ip' in route 'b' differs from its definition in route 'a' at "
+       "line 7, column 17; routes sharing a limit name share its counters, so the definitions "
+       "must be identical (or use another name)");
+
+  // Twice in one route would charge one counter twice per request.
+  CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 1s }\n"
+                              "      - { name: x, key: [ip], algorithm: gcra, limit: 5, window: "
+                              "1s }")) ==
+        "t.yaml:9:9: limit 'x' appears twice in route 'r' (first at line 8, column 9)");
+}
+
+TEST_CASE("names are plain words, safe in keys, labels and logs") {
+  CHECK(only_error(with_route("{ name: \"log in\", match: { path: /r }, upstream: api }")) ==
+        "t.yaml:3:13: route name 'log in' must be 1 to 64 letters, digits, '-', '_' or '.'");
+  CHECK(only_error(
+            with_limit("{ name: \"a|b\", key: [ip], algorithm: gcra, limit: 5, window: 1s }")) ==
+        "t.yaml:8:17: limit name 'a|b' must be 1 to 64 letters, digits, '-', '_' or '.'");
+}
+
+TEST_CASE("summarize shows listen, upstreams, routes and limits on one screen") {
+  const auto c = load_ok(R"(listen: 127.0.0.1:8080
+threads: 2
+trusted_proxies: [10.0.0.0/8]
+identities: { user: { header: X-User-Id } }
+upstreams:
+  api: { servers: ["127.0.0.1:3000"] }
+routes:
+  - name: login
+    match: { path: /api/login, methods: [POST] }
+    upstream: api
+    limits:
+      - { name: login-per-ip, key: [ip], algorithm: sliding_window, limit: 5, window: 10m }
+      - { name: global, key: [route], algorithm: fixed_window, limit: 1000, window: 1s }
+  - name: search
+    match: { path: /api/search/* }
+    upstream: api
+    limits:
+      - { name: search-per-user, key: ["user|ip"], algorithm: token_bucket, limit: 60, window: 1m, burst: 10 }
+      - { name: global, key: [route], algorithm: fixed_window, limit: 1000, window: 1s }
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  CHECK(summarize(*c) ==
+        "t.yaml is valid\n"
+        "listen 127.0.0.1:8080 · 2 threads · memory store (max 1000000 keys) · headers: both\n"
+        "trusted proxies 10.0.0.0/8\n"
+        "identities user (X-User-Id)\n"
+        "upstreams\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "routes (first match wins)\n"
+        "  login   POST /api/login -> api\n"
+        "          login-per-ip     sliding_window  5 per 10m            key ip\n"
+        "          global           fixed_window    1000 per 1s          key route  (shared with "
+        "search)\n"
+        "  search  *    /api/search/* -> api\n"
+        "          search-per-user  token_bucket    60 per 1m, burst 10  key user|ip\n"
+        "          global           fixed_window    1000 per 1s          key route  (shared with "
+        "login)\n"
+        "  rest    *    /* -> api\n"
+        "          no limits\n");
+}
