@@ -78,10 +78,14 @@ std::string_view joined_values(const http::fields& fields, std::string_view name
 }
 
 void remove_hop_by_hop(http::fields& fields) {
-  // Headers named in Connection are hop-by-hop too ("Connection: close, X-Secret").
+  // Headers named in Connection are hop-by-hop too ("Connection: close, X-Secret"). Collected
+  // first: erasing while walking equal_range would invalidate its end, which is the next field in
+  // the list.
+  std::array<std::string_view, 16> named;
+  std::size_t count = 0;
   for (auto [it, end] = fields.equal_range(http::field::connection); it != end; ++it) {
     std::string_view list = it->value();
-    while (!list.empty()) {
+    while (!list.empty() && count < named.size()) {
       const auto comma = list.find(',');
       std::string_view token = list.substr(0, comma);
       list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
@@ -95,9 +99,12 @@ void remove_hop_by_hop(http::fields& fields) {
           beast::iequals(token, "connection")) {
         continue;
       }
-      fields.erase(token);
+      named[count++] = token;
     }
   }
+  // The views point into Connection's value, which outlives these erasures.
+  for (std::size_t i = 0; i < count; ++i)
+    fields.erase(named[i]);
   for (auto field : kHopByHop)
     fields.erase(field);
 }
