@@ -65,6 +65,7 @@ int Server::run() {
     loop->worker.emplace(proxy::Worker{
         .snapshots = impl_->snapshots,
         .store = *impl_->store,
+        .fallback_store = nullptr,
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
         .limits = {},
     });

@@ -28,6 +28,8 @@ using LocalReply = http::response<http::span_body<char>>;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
+// What a 503 limiter_unavailable tells the client: store outages are usually short.
+constexpr std::int64_t kStoreErrorRetryAfterSeconds = 1;
 
 // True for errors of Beast's HTTP parser (malformed input), as opposed to socket errors.
 bool is_parse_error(const beast::error_code& ec) {
@@ -223,13 +225,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   }
 
   void act_on_decision() {
+    if (call_.outcome == limit::Outcome::store_error) return on_store_error();
     const bool allowed = call_.outcome == limit::Outcome::allowed;
-    if (call_.outcome == limit::Outcome::store_error) {
-      // Fail open (the default on_store_error); the other modes arrive with the Redis store.
-      spdlog::warn("route {}: limiter store error: {}", route_->name, call_.error);
-      reported_ = std::nullopt;
-      return forward();
-    }
     reported_ = verdict_to_report(call_.verdicts, allowed);
     const auto& verdict = call_.verdicts[*reported_];
     format_quota_headers(snapshot_->config->headers, route_->limits[*reported_], verdict, quota_);
@@ -239,6 +236,26 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
            .limit = route_->limits[*reported_].name,
            .retry_after = limit::retry_after_seconds(verdict.retry_after)},
           false);
+  }
+
+  // The store could not decide. Never a 429: the route's on_store_error says what it means. The
+  // store logs its own state changes, so nothing is logged per request here.
+  void on_store_error() {
+    switch (route_->on_store_error) {
+      case config::OnStoreError::allow:
+        return forward();
+      case config::OnStoreError::deny:
+        return reply({.kind = ErrorKind::limiter_unavailable,
+                      .route = route_->name,
+                      .retry_after = kStoreErrorRetryAfterSeconds},
+                     false);
+      case config::OnStoreError::local:
+        if (worker_.fallback_store == nullptr) return forward();
+        // The memory store always completes at once.
+        worker_.fallback_store->decide(call_, *this);
+        if (call_.outcome == limit::Outcome::store_error) return forward();
+        return act_on_decision();
+    }
   }
 
   // ---- forwarding -------------------------------------------------------------------------------

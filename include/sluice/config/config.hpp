@@ -30,9 +30,27 @@ enum class HeaderStyle : std::uint8_t { legacy, ietf, both, none };
 
 enum class StoreType : std::uint8_t { memory, redis };
 
+struct RedisSettings {
+  std::string url = "redis://127.0.0.1:6379/0";  // redis://[[user]:password@]host:port/db
+  Milliseconds timeout{50};                      // per call; past it the call is a store error
+  unsigned connections = 1;                      // per event-loop thread
+  // Keys the hash that turns identities into Redis key names; instances sharing limits must agree.
+  std::string key_salt;
+};
+
 struct StoreSettings {
   StoreType type = StoreType::memory;
-  std::size_t max_keys = 1'000'000;  // memory store bound; least recently used keys are evicted
+  // Memory store bound (also of the local fallback of the Redis store); least recently used keys
+  // are evicted.
+  std::size_t max_keys = 1'000'000;
+  RedisSettings redis;
+};
+
+// What a store error (Redis unreachable, too slow) means for a route's requests. Never a 429.
+enum class OnStoreError : std::uint8_t {
+  allow,  // fail open: forward without limits
+  deny,   // fail closed: 503 limiter_unavailable with Retry-After
+  local,  // decide with the in-process memory store until the shared store is back
 };
 
 struct Upstream {
@@ -92,6 +110,7 @@ struct Route {
   std::vector<std::string> methods;  // upper case; empty = any method
   std::size_t upstream = 0;          // index into Config::upstreams
   std::vector<Limit> limits;
+  OnStoreError on_store_error = OnStoreError::allow;
   Mark mark;
 };
 

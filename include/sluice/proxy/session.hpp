@@ -29,6 +29,9 @@ struct SessionLimits {
 struct Worker {
   const SnapshotHolder& snapshots;
   limit::Store& store;
+  // Decides for routes with `on_store_error: local` while `store` fails; null when `store` is the
+  // memory store itself (it cannot fail).
+  limit::Store* fallback_store;
   UpstreamPool pool;
   SessionLimits limits;
 };
