@@ -18,6 +18,21 @@ tcp::endpoint listen_endpoint(const config::HostPort& listen) {
   return {net::ip::make_address(host), listen.port};
 }
 
+// The listeners use SO_REUSEPORT, which would let a second sluice on the same port silently take
+// half the traffic of a running one. A plain bind first makes "address in use" an error again.
+void ensure_port_free(const tcp::endpoint& endpoint) {
+  net::io_context ioc;
+  tcp::acceptor probe(ioc);
+  probe.open(endpoint.protocol());
+  probe.set_option(tcp::acceptor::reuse_address(true));
+  boost::system::error_code ec;
+  probe.bind(endpoint, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + endpoint.address().to_string() + ":" +
+                             std::to_string(endpoint.port()) + ": " + ec.message());
+  }
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -54,6 +69,7 @@ int Server::run() {
     targets =
         std::make_shared<const std::vector<proxy::UpstreamTarget>>(proxy::resolve_upstreams(cfg));
     endpoint = listen_endpoint(cfg.listen);
+    ensure_port_free(endpoint);
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return 1;

@@ -14,6 +14,7 @@
 #include <sluice/classify/key_builder.hpp>
 #include <sluice/classify/path.hpp>
 #include <sluice/classify/request.hpp>
+#include <sluice/proxy/header_screen.hpp>
 #include <sluice/proxy/http_headers.hpp>
 #include <sluice/proxy/responses.hpp>
 #include <sluice/proxy/session.hpp>
@@ -29,6 +30,11 @@ using LocalReply = http::response<http::span_body<char>>;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
+// How long and how much a closing connection reads and drops (see Session::close).
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 1024 * 1024;
+// Method, spaces and "HTTP/1.1" around the target in a request line.
+constexpr std::size_t kRequestLineOverhead = 32;
 // What a 503 limiter_unavailable tells the client: store outages are usually short.
 constexpr std::int64_t kStoreErrorRetryAfterSeconds = 1;
 
@@ -44,6 +50,27 @@ classify::IpAddress to_ip(const net::ip::address& address) {
   const auto bytes = address.to_v6().to_bytes();
   std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
   return ip;
+}
+
+// A request whose body length two parsers could read differently is refused (request smuggling):
+// Transfer-Encoding must be exactly one "chunked" on HTTP/1.1 (Beast already rejects it next to
+// Content-Length, and conflicting Content-Length values). A list of equal Content-Length values
+// ("5, 5") is rewritten as one value so the upstream cannot read it otherwise.
+bool framing_is_unambiguous(RequestParser& parser) {
+  auto& req = parser.get();
+  const auto encodings = req.count(http::field::transfer_encoding);
+  if (encodings > 1) return false;
+  if (encodings == 1) {
+    std::string_view coding = req[http::field::transfer_encoding];
+    return req.version() >= 11 && beast::iequals(coding, "chunked");
+  }
+  if (req.count(http::field::content_length) > 1 ||
+      req[http::field::content_length].find(',') != std::string_view::npos) {
+    const auto length = parser.content_length();
+    if (!length) return false;
+    req.content_length(*length);
+  }
+  return true;
 }
 
 class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
@@ -71,17 +98,66 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     request_.emplace();
     request_->header_limit(static_cast<std::uint32_t>(worker_.limits.max_header_bytes));
     request_->body_limit(boost::none);  // bodies are streamed, never held
+    screen_.reset();
     client_.expires_after(requests_served_ == 0 ? worker_.limits.header_timeout
                                                 : worker_.limits.idle_timeout);
-    http::async_read_header(
-        client_, client_buffer_, *request_,
-        beast::bind_front_handler(&Session::on_request_header, shared_from_this()));
+    parse_request_header();
+  }
+
+  // Reads until the header section is buffered, screens it (HeaderScreen), then lets Beast parse
+  // it. Bytes after the header stay in client_buffer_ for the body or the next request.
+  void parse_request_header() {
+    const auto data = client_buffer_.data();
+    const std::string_view buffered(static_cast<const char*>(data.data()), data.size());
+    switch (screen_.scan(buffered)) {
+      case HeaderScreen::Verdict::complete:
+        break;
+      case HeaderScreen::Verdict::need_more: {
+        if (buffered.size() >= worker_.limits.max_header_bytes) {
+          return reply({.kind = screen_.in_request_line() ? ErrorKind::uri_too_long
+                                                          : ErrorKind::header_fields_too_large},
+                       true);
+        }
+        const std::size_t room = worker_.limits.max_header_bytes - buffered.size();
+        client_.async_read_some(
+            client_buffer_.prepare(std::min<std::size_t>(room, 16 * 1024)),
+            beast::bind_front_handler(&Session::on_request_header_bytes, shared_from_this()));
+        return;
+      }
+      case HeaderScreen::Verdict::request_line_too_long:
+        return reply({.kind = ErrorKind::uri_too_long}, true);
+      case HeaderScreen::Verdict::obs_fold:
+        return reply({.kind = ErrorKind::bad_request, .message = "Obsolete line folding in header"},
+                     true);
+      case HeaderScreen::Verdict::bare_cr:
+      case HeaderScreen::Verdict::control_byte:
+        return reply({.kind = ErrorKind::bad_request, .message = "Invalid character in header"},
+                     true);
+    }
+    beast::error_code ec;
+    const std::size_t used = request_->put(client_buffer_.data(), ec);
+    client_buffer_.consume(used);
+    if (!ec && !request_->is_header_done()) ec = http::error::partial_message;
+    on_request_header(ec, used);
+  }
+
+  void on_request_header_bytes(beast::error_code ec, std::size_t n) {
+    if (ec) {
+      if (ec == net::error::eof && client_buffer_.size() > 0) ec = http::error::partial_message;
+      return on_request_header_error(ec);
+    }
+    client_buffer_.commit(n);
+    parse_request_header();
   }
 
   void on_request_header(beast::error_code ec, std::size_t) {
     if (ec) return on_request_header_error(ec);
     auto& req = request_->get();
     client_keep_alive_ = req.keep_alive();
+    if (!framing_is_unambiguous(*request_)) {
+      return reply({.kind = ErrorKind::bad_request, .message = "Unsupported or ambiguous framing"},
+                   true);
+    }
     has_expect_continue_ = beast::iequals(req[http::field::expect], "100-continue");
 
     if (req.target().size() > worker_.limits.max_target_bytes) {
@@ -136,7 +212,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   }
 
   void on_request_header_error(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+    if (ec == net::error::eof || ec == http::error::end_of_stream ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
       return close();
     }
@@ -286,7 +362,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     auto& body = request_->get().body();
     body.size = worker_.limits.relay_buffer_bytes - body.size;
-    body.data = relay_buffer_.get();
+    // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
+    // which is the end-of-body marker.
+    body.data = body.size == 0 ? nullptr : relay_buffer_.get();
     body.more = !request_->is_done();
     body_bytes_sent_ += body.size;
     write_request_piece();
@@ -371,7 +449,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     auto& body = response_->get().body();
     body.size = worker_.limits.relay_buffer_bytes - body.size;
-    body.data = relay_buffer_.get();
+    // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
+    // which is the end-of-body marker.
+    body.data = body.size == 0 ? nullptr : relay_buffer_.get();
     body.more = !response_->is_done();
     write_response_piece();
   }
@@ -491,20 +571,41 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     read_request_header();
   }
 
+  // Ends the connection. Sends FIN first, then reads and drops whatever the client still sends for
+  // a moment: closing with unread bytes makes the kernel answer with a reset, which can destroy
+  // the last response before the client has read it (the "lingering close" of RFC 9112 9.6).
   void close() {
     beast::error_code ec;
-    // Half-close first so a client still sending sees our last response before the connection ends.
     client_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    client_.socket().close(ec);
+    if (ec) return client_.socket().close(ec);
+    lingered_bytes_ = 0;
+    linger();
+  }
+
+  void linger() {
+    client_.expires_after(kLingerTime);
+    client_.async_read_some(net::buffer(relay_buffer_.get(), worker_.limits.relay_buffer_bytes),
+                            beast::bind_front_handler(&Session::on_linger, shared_from_this()));
+  }
+
+  void on_linger(beast::error_code ec, std::size_t n) {
+    lingered_bytes_ += n;
+    if (ec || lingered_bytes_ > kLingerBytes) {
+      client_.socket().close(ec);
+      return;
+    }
+    linger();
   }
 
   beast::tcp_stream client_;
   Worker& worker_;
   beast::flat_buffer client_buffer_;
+  HeaderScreen screen_{worker_.limits.max_target_bytes + kRequestLineOverhead};
   std::unique_ptr<char[]> relay_buffer_;
   classify::IpAddress peer_;
   std::string peer_text_;
   std::size_t requests_served_ = 0;
+  std::size_t lingered_bytes_ = 0;
 
   // The current request.
   std::optional<RequestParser> request_;
