@@ -75,10 +75,7 @@ bool framing_is_unambiguous(RequestParser& parser) {
 
 class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
  public:
-  Session(tcp::socket socket, Worker& worker)
-      : client_(std::move(socket)),
-        worker_(worker),
-        relay_buffer_(std::make_unique<char[]>(worker.limits.relay_buffer_bytes)) {}
+  Session(tcp::socket socket, Worker& worker) : client_(std::move(socket)), worker_(worker) {}
 
   void start() {
     beast::error_code ec;
@@ -328,6 +325,17 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void send_request() {
     upstream_buffer_.clear();
     request_writer_.emplace(request_->get());
+    auto& req = request_->get();
+    if (!request_->is_done() && !req.chunked() && request_->content_length()) {
+      // A body of known length moves as raw bytes (see relay_raw); chunked ones go through the
+      // parser, which removes and re-applies the chunk framing.
+      raw_[kRequestLeg] = {.active = true, .remaining = *request_->content_length()};
+      upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
+      http::async_write_header(*upstream_, *request_writer_,
+                               beast::bind_front_handler(&Session::on_raw_header_written,
+                                                         shared_from_this(), kRequestLeg));
+      return;
+    }
     relay_request_body();
   }
 
@@ -341,8 +349,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       body.more = false;
       return write_request_piece();
     }
-    body.data = relay_buffer_.get();
-    body.size = worker_.limits.relay_buffer_bytes;
+    body.data = relay_buffer();
+    body.size = RelayBuffers::kBytes;
     client_.expires_after(worker_.limits.body_timeout);
     http::async_read_some(
         client_, client_buffer_, *request_,
@@ -361,10 +369,10 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       return close();
     }
     auto& body = request_->get().body();
-    body.size = worker_.limits.relay_buffer_bytes - body.size;
+    body.size = RelayBuffers::kBytes - body.size;
     // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
     // which is the end-of-body marker.
-    body.data = body.size == 0 ? nullptr : relay_buffer_.get();
+    body.data = body.size == 0 ? nullptr : relay_buffer();
     body.more = !request_->is_done();
     body_bytes_sent_ += body.size;
     write_request_piece();
@@ -420,7 +428,106 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     res.version(11);
     res.keep_alive(client_keep_alive_);
     response_writer_.emplace(res);
+    if (!response_->is_done() && !res.chunked() && response_->content_length()) {
+      raw_[kResponseLeg] = {.active = true, .remaining = *response_->content_length()};
+      client_.expires_after(worker_.limits.send_timeout);
+      response_started_ = true;
+      http::async_write_header(client_, *response_writer_,
+                               beast::bind_front_handler(&Session::on_raw_header_written,
+                                                         shared_from_this(), kResponseLeg));
+      return;
+    }
     relay_response_body();
+  }
+
+  // ---- raw relay: bodies of known length
+  // --------------------------------------------------------- Once the header is written, a
+  // Content-Length body is copied as bytes, socket to socket through one pooled 64 KiB buffer: no
+  // parser in the way, and each read is as large as the kernel has. Bytes that arrived with the
+  // header (in the flat buffer) go first.
+
+  beast::tcp_stream& raw_source(int leg) { return leg == kRequestLeg ? client_ : *upstream_; }
+  beast::tcp_stream& raw_destination(int leg) { return leg == kRequestLeg ? *upstream_ : client_; }
+  beast::flat_buffer& raw_source_buffer(int leg) {
+    return leg == kRequestLeg ? client_buffer_ : upstream_buffer_;
+  }
+  std::chrono::milliseconds raw_read_timeout(int leg) const {
+    return leg == kRequestLeg ? worker_.limits.body_timeout
+                              : worker_.pool.target(route_->upstream).timeout;
+  }
+  std::chrono::milliseconds raw_write_timeout(int leg) const {
+    return leg == kRequestLeg ? worker_.pool.target(route_->upstream).timeout
+                              : worker_.limits.send_timeout;
+  }
+
+  void on_raw_header_written(int leg, beast::error_code ec, std::size_t) {
+    if (ec) return raw_failed(leg, ec, false);
+    relay_raw(leg);
+  }
+
+  void relay_raw(int leg) {
+    auto& raw = raw_[leg];
+    if (raw.remaining == 0) return raw_done(leg);
+    auto& buffered = raw_source_buffer(leg);
+    if (buffered.size() > 0) {
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buffered.size(), raw.remaining));
+      raw.from_buffer = true;
+      raw_destination(leg).expires_after(raw_write_timeout(leg));
+      net::async_write(
+          raw_destination(leg), net::buffer(buffered.data().data(), n),
+          beast::bind_front_handler(&Session::on_raw_written, shared_from_this(), leg));
+      return;
+    }
+    raw.from_buffer = false;
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(RelayBuffers::kBytes, raw.remaining));
+    raw_source(leg).expires_after(raw_read_timeout(leg));
+    raw_source(leg).async_read_some(
+        net::buffer(relay_buffer(), n),
+        beast::bind_front_handler(&Session::on_raw_read, shared_from_this(), leg));
+  }
+
+  void on_raw_read(int leg, beast::error_code ec, std::size_t n) {
+    if (ec) return raw_failed(leg, ec, true);
+    raw_destination(leg).expires_after(raw_write_timeout(leg));
+    net::async_write(raw_destination(leg), net::buffer(relay_buffer(), n),
+                     beast::bind_front_handler(&Session::on_raw_written, shared_from_this(), leg));
+  }
+
+  void on_raw_written(int leg, beast::error_code ec, std::size_t n) {
+    if (ec) return raw_failed(leg, ec, false);
+    auto& raw = raw_[leg];
+    if (raw.from_buffer) raw_source_buffer(leg).consume(n);
+    raw.remaining -= n;
+    if (leg == kRequestLeg) body_bytes_sent_ += n;
+    relay_raw(leg);
+  }
+
+  void raw_done(int leg) {
+    if (leg == kRequestLeg) return read_response_header();
+    // Bytes past the body mean the upstream broke framing: never reuse that connection.
+    if (upstream_reusable_ && upstream_buffer_.size() == 0) {
+      worker_.pool.give_back(route_->upstream, std::move(upstream_));
+    }
+    upstream_.reset();
+    finish_exchange(client_keep_alive_);
+  }
+
+  void raw_failed(int leg, beast::error_code ec, bool reading) {
+    if (leg == kRequestLeg && !reading) return upstream_failed(ec, "send");
+    if (leg == kResponseLeg) {
+      spdlog::debug("route {}: response relay broke off: {}", route_->name, ec.message());
+    }
+    // The client left mid-upload, or part of the response is already with the client: all that
+    // is left is to end both connections.
+    upstream_.reset();
+    close();
+  }
+
+  bool request_complete() const {
+    const auto& raw = raw_[kRequestLeg];
+    return raw.active ? raw.remaining == 0 : request_->is_done();
   }
 
   void relay_response_body() {
@@ -431,8 +538,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       body.more = false;
       return write_response_piece();
     }
-    body.data = relay_buffer_.get();
-    body.size = worker_.limits.relay_buffer_bytes;
+    body.data = relay_buffer();
+    body.size = RelayBuffers::kBytes;
     upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
     http::async_read_some(
         *upstream_, upstream_buffer_, *response_,
@@ -448,10 +555,10 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       return close();
     }
     auto& body = response_->get().body();
-    body.size = worker_.limits.relay_buffer_bytes - body.size;
+    body.size = RelayBuffers::kBytes - body.size;
     // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
     // which is the end-of-body marker.
-    body.data = body.size == 0 ? nullptr : relay_buffer_.get();
+    body.data = body.size == 0 ? nullptr : relay_buffer();
     body.more = !response_->is_done();
     write_response_piece();
   }
@@ -485,7 +592,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     const bool stale =
         upstream_reused_ && (ec == net::error::eof || ec == http::error::end_of_stream ||
                              ec == net::error::connection_reset || ec == net::error::broken_pipe);
-    if (stale && !retried_ && body_bytes_sent_ == 0 && request_->is_done()) {
+    if (stale && !retried_ && body_bytes_sent_ == 0 && request_complete()) {
       retried_ = true;
       upstream_reused_ = false;
       return connect_upstream();
@@ -495,7 +602,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     const bool timed_out = ec == beast::error::timeout;
     reply({.kind = timed_out ? ErrorKind::gateway_timeout : ErrorKind::bad_gateway,
            .route = route_->name},
-          !request_->is_done());
+          !request_complete());
   }
 
   // ---- local replies ----------------------------------------------------------------------------
@@ -505,7 +612,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void reply(const ErrorReply& error, bool must_close) {
     // An unread body must be consumed before the next request can be parsed; a small one is
     // drained first, a large or unknown-length one means closing.
-    if (!must_close && request_ && !request_->is_done()) {
+    if (!must_close && request_ && !request_complete()) {
       const auto length = request_->content_length();
       if (!length || *length > worker_.limits.drain_body_bytes || has_expect_continue_) {
         must_close = true;
@@ -537,8 +644,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void drain_request_body() {
     auto& body = request_->get().body();
-    body.data = relay_buffer_.get();
-    body.size = worker_.limits.relay_buffer_bytes;
+    body.data = relay_buffer();
+    body.size = RelayBuffers::kBytes;
     client_.expires_after(worker_.limits.body_timeout);
     http::async_read(client_, client_buffer_, *request_,
                      beast::bind_front_handler(&Session::on_drained, shared_from_this()));
@@ -555,7 +662,14 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     finish_exchange(!close_after);
   }
 
+  // Taken from the thread's pool when a body starts moving, returned when the exchange ends.
+  char* relay_buffer() {
+    if (!relay_buffer_) relay_buffer_ = worker_.relay_buffers.take();
+    return relay_buffer_.get();
+  }
+
   void finish_exchange(bool keep_alive) {
+    if (relay_buffer_) worker_.relay_buffers.give_back(std::move(relay_buffer_));
     ++requests_served_;
     reply_.reset();
     request_writer_.reset();
@@ -567,6 +681,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     snapshot_.reset();
     body_bytes_sent_ = 0;
     response_started_ = false;
+    raw_[kRequestLeg] = {};
+    raw_[kResponseLeg] = {};
     if (!keep_alive) return close();
     read_request_header();
   }
@@ -584,7 +700,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void linger() {
     client_.expires_after(kLingerTime);
-    client_.async_read_some(net::buffer(relay_buffer_.get(), worker_.limits.relay_buffer_bytes),
+    client_.async_read_some(net::buffer(relay_buffer(), RelayBuffers::kBytes),
                             beast::bind_front_handler(&Session::on_linger, shared_from_this()));
   }
 
@@ -638,6 +754,14 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   bool response_started_ = false;
   std::uint64_t body_bytes_sent_ = 0;
   std::optional<RequestWriter> request_writer_;
+  struct RawBody {
+    bool active = false;
+    std::uint64_t remaining = 0;  // body bytes still to copy
+    bool from_buffer = false;     // the write in flight comes from the source's flat buffer
+  };
+  static constexpr int kRequestLeg = 0;
+  static constexpr int kResponseLeg = 1;
+  RawBody raw_[2];
   std::optional<ResponseParser> response_;
   std::optional<ResponseWriter> response_writer_;
 
