@@ -351,6 +351,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     body.data = relay_buffer();
     body.size = RelayBuffers::kBytes;
+    // Beast reads as much as the flat buffer's spare capacity (512 bytes at least): give it room.
+    client_buffer_.reserve(RelayBuffers::kBytes);
     client_.expires_after(worker_.limits.body_timeout);
     http::async_read_some(
         client_, client_buffer_, *request_,
@@ -540,6 +542,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     body.data = relay_buffer();
     body.size = RelayBuffers::kBytes;
+    upstream_buffer_.reserve(RelayBuffers::kBytes);
     upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
     http::async_read_some(
         *upstream_, upstream_buffer_, *response_,
