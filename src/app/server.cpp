@@ -1,4 +1,5 @@
 #include <csignal>
+#include <cstdlib>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -7,6 +8,7 @@
 
 #include <sluice/app/server.hpp>
 #include <sluice/limit/memory_store.hpp>
+#include <sluice/limit/redis_store.hpp>
 #include <sluice/proxy/listener.hpp>
 #include <sluice/proxy/session.hpp>
 
@@ -33,12 +35,35 @@ void ensure_port_free(const tcp::endpoint& endpoint) {
   }
 }
 
+std::string_view environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+// The Redis store's settings from the config, plus the secrets that may live in the environment
+// instead: SLUICE_REDIS_PASSWORD when the URL has no password, SLUICE_KEY_SALT when the config
+// has no key_salt. Throws on a bad URL (which the loader has already rejected).
+limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redis) {
+  limit::RedisStoreSettings settings;
+  const std::string why =
+      redis::parse_url(redis.url, settings.redis, environment("SLUICE_REDIS_PASSWORD"));
+  if (!why.empty()) throw std::runtime_error(why);
+  settings.redis.call_timeout = redis.timeout;
+  settings.connections = std::max(1u, redis.connections);
+  settings.key_names = limit::redis_key_names(
+      redis.key_salt.empty() ? environment("SLUICE_KEY_SALT") : std::string_view(redis.key_salt));
+  return settings;
+}
+
 }  // namespace
 
 struct Server::Impl {
   // One event loop: its io_context, the sessions' shared per-thread state, and its listener.
   struct Loop {
     net::io_context ioc{1};  // one thread per io_context: Asio may skip its internal locking
+    // This loop's own connections to the shared Redis (null with the memory store). Declared
+    // after ioc: destroyed before it, as the Redis client requires.
+    std::unique_ptr<limit::RedisStore> redis_store;
     std::optional<proxy::Worker> worker;
     std::shared_ptr<proxy::Listener> listener;
   };
@@ -46,12 +71,14 @@ struct Server::Impl {
   Impl(std::shared_ptr<const config::Config> cfg, const limit::Clock& clk)
       : config(std::move(cfg)),
         clock(clk),
-        store(std::make_unique<limit::MemoryStore>(clock, config->store.max_keys)),
+        // The store with type memory; with redis, the fallback of on_store_error: local.
+        memory_store(std::make_unique<limit::MemoryStore>(clock, config->store.max_keys)),
         snapshots(std::make_shared<const proxy::Snapshot>(config)) {}
 
   std::shared_ptr<const config::Config> config;
   const limit::Clock& clock;
-  std::unique_ptr<limit::Store> store;
+  std::unique_ptr<limit::MemoryStore> memory_store;
+  std::shared_ptr<limit::RedisStoreMonitor> redis_monitor;  // shared by every loop's RedisStore
   proxy::SnapshotHolder snapshots;
   std::vector<std::unique_ptr<Loop>> loops;
 };
@@ -65,23 +92,39 @@ int Server::run() {
   const auto& cfg = *impl_->config;
   std::shared_ptr<const std::vector<proxy::UpstreamTarget>> targets;
   tcp::endpoint endpoint;
+  const unsigned threads = std::max(1u, cfg.threads);
+  const bool use_redis = cfg.store.type == config::StoreType::redis;
+  limit::RedisStoreSettings redis_settings;
   try {
     targets =
         std::make_shared<const std::vector<proxy::UpstreamTarget>>(proxy::resolve_upstreams(cfg));
     endpoint = listen_endpoint(cfg.listen);
     ensure_port_free(endpoint);
+    if (use_redis) {
+      redis_settings = redis_store_settings(cfg.store.redis);
+      impl_->redis_monitor = std::make_shared<limit::RedisStoreMonitor>(
+          redis_settings.redis.host + ":" + std::to_string(redis_settings.redis.port),
+          std::size_t{threads} * redis_settings.connections);
+    }
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return 1;
   }
 
-  const unsigned threads = std::max(1u, cfg.threads);
   for (unsigned i = 0; i < threads; ++i) {
     auto loop = std::make_unique<Impl::Loop>();
+    if (use_redis) {
+      // Connects in the background once the loop runs: sluice serves (per on_store_error) while
+      // Redis is unreachable and picks it up when it appears.
+      loop->redis_store = std::make_unique<limit::RedisStore>(
+          loop->ioc.get_executor(), redis_settings, impl_->redis_monitor,
+          std::size_t{i} * redis_settings.connections);
+      net::post(loop->ioc, [&store = *loop->redis_store] { store.run(); });
+    }
     loop->worker.emplace(proxy::Worker{
         .snapshots = impl_->snapshots,
-        .store = *impl_->store,
-        .fallback_store = nullptr,
+        .store = use_redis ? static_cast<limit::Store&>(*loop->redis_store) : *impl_->memory_store,
+        .fallback_store = use_redis ? impl_->memory_store.get() : nullptr,
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
         .limits = {},
     });

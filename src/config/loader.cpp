@@ -22,6 +22,7 @@
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
 #include <sluice/limit/key.hpp>
+#include <sluice/redis/client.hpp>
 
 namespace sluice::config {
 
@@ -47,10 +48,17 @@ constexpr std::int64_t kMaxStoreKeys = 1'000'000'000;
 
 constexpr std::string_view kTopKeys[] = {"listen", "threads",   "trusted_proxies", "headers",
                                          "store",  "upstreams", "identities",      "routes"};
-constexpr std::string_view kStoreKeys[] = {"type", "max_keys"};
+constexpr std::string_view kStoreKeys[] = {"type", "max_keys", "redis"};
+constexpr std::string_view kStoreTypes[] = {"memory", "redis"};
+constexpr std::string_view kRedisKeys[] = {"url", "timeout", "connections", "key_salt"};
+// A request waits this long at most for its decision; past a few seconds a deadline protects
+// nothing.
+constexpr std::chrono::microseconds kMaxRedisTimeout = 10s;
+constexpr std::int64_t kMaxRedisConnections = 16;
+constexpr std::string_view kStoreErrorModes[] = {"allow", "deny", "local"};
 constexpr std::string_view kUpstreamKeys[] = {"servers", "connect_timeout", "timeout"};
 constexpr std::string_view kIdentityKeys[] = {"header"};
-constexpr std::string_view kRouteKeys[] = {"name", "match", "upstream", "limits"};
+constexpr std::string_view kRouteKeys[] = {"name", "match", "upstream", "limits", "on_store_error"};
 constexpr std::string_view kMatchKeys[] = {"path", "methods"};
 constexpr std::string_view kLimitKeys[] = {"name", "key", "algorithm", "limit", "window", "burst"};
 constexpr std::string_view kMethods[] = {"GET",    "HEAD",  "POST",   "PUT",
@@ -629,15 +637,20 @@ class Loader {
     const auto fields = map_of(f, "e.g. { type: memory, max_keys: 1000000 }");
     if (!fields) return;
     check_keys(*fields, kStoreKeys, "in 'store'");
+    bool type_known = true;
     if (const Field* type = find(*fields, "type")) {
-      if (const auto text = scalar(*type, "memory")) {
+      type_known = false;
+      if (const auto text = scalar(*type, "memory or redis")) {
         if (*text == "memory") {
           config_.store.type = StoreType::memory;
+          type_known = true;
         } else if (*text == "redis") {
-          error(type->value_mark, "store type 'redis' is not available yet (use memory)");
+          config_.store.type = StoreType::redis;
+          type_known = true;
         } else {
-          error(type->value_mark, "unknown store type " + quoted(*text) + " (expected memory)" +
-                                      did_you_mean(*text, std::array{"memory", "redis"}));
+          error(type->value_mark, "unknown store type " + quoted(*text) +
+                                      " (expected memory or redis)" +
+                                      did_you_mean(*text, kStoreTypes));
         }
       }
     }
@@ -646,6 +659,65 @@ class Loader {
         config_.store.max_keys = static_cast<std::size_t>(*n);
       }
     }
+    if (const Field* redis = find(*fields, "redis")) {
+      // Redis settings under a memory store would be ignored, and limits meant to be shared by
+      // several instances would silently count per instance.
+      if (type_known && config_.store.type != StoreType::redis) {
+        error(redis->key_mark,
+              "'redis' settings need 'type: redis' in 'store' (the store is "
+              "the in-process memory store otherwise)");
+      } else {
+        load_redis(*redis);
+      }
+    }
+  }
+
+  void load_redis(const Field& f) {
+    const auto fields =
+        map_of(f, "e.g. { url: \"redis://127.0.0.1:6379/0\", timeout: 50ms, connections: 1 }");
+    if (!fields) return;
+    check_keys(*fields, kRedisKeys, "in 'store.redis'");
+    RedisSettings& redis = config_.store.redis;
+    if (const Field* url = find(*fields, "url")) {
+      if (const auto text = scalar(*url, "a URL such as redis://127.0.0.1:6379/0")) {
+        // Checked here so `sluice check` catches it; the password may still come from
+        // SLUICE_REDIS_PASSWORD at start-up.
+        redis::Settings parsed;
+        const std::string why = redis::parse_url(*text, parsed);
+        if (why.empty()) {
+          redis.url = *text;
+        } else {
+          error(url->value_mark, why);
+        }
+      }
+    }
+    if (const Field* timeout = find(*fields, "timeout")) {
+      if (const auto d = duration(*timeout, kMinTimeout, kMaxRedisTimeout)) {
+        redis.timeout = std::chrono::duration_cast<Milliseconds>(*d);
+      }
+    }
+    if (const Field* connections = find(*fields, "connections")) {
+      if (const auto n = whole_number(*connections, 1, kMaxRedisConnections, " per thread")) {
+        redis.connections = static_cast<unsigned>(*n);
+      }
+    }
+    if (const Field* salt = find(*fields, "key_salt")) {
+      if (salt->value.IsNull()) return;  // left empty: the default salt
+      if (const auto text = scalar(*salt, "a string")) redis.key_salt = *text;
+    }
+  }
+
+  void load_on_store_error(const Field& f, Route& route) {
+    const auto text = scalar(f, "one of allow, deny, local");
+    if (!text) return;
+    for (std::size_t i = 0; i < std::size(kStoreErrorModes); ++i) {
+      if (*text == kStoreErrorModes[i]) {
+        route.on_store_error = static_cast<OnStoreError>(i);
+        return;
+      }
+    }
+    error(f.value_mark, "'on_store_error' must be one of " + join(kStoreErrorModes, ", ") +
+                            ", found " + quoted(*text) + did_you_mean(*text, kStoreErrorModes));
   }
 
   // --- upstreams and identities -------------------------------------------------------------
@@ -800,6 +872,7 @@ class Loader {
                 "the name of one of 'upstreams'");
       }
       if (const Field* limits = find(fields, "limits")) load_limits(*limits, owner, route);
+      if (const Field* mode = find(fields, "on_store_error")) load_on_store_error(*mode, route);
       config_.routes.push_back(std::move(route));
     }
   }

@@ -6,6 +6,7 @@
 
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
+#include <sluice/redis/client.hpp>
 
 namespace sluice::config {
 
@@ -69,6 +70,38 @@ std::string format_methods(const Route& route) {
   return out;
 }
 
+// Where the Redis store is, without the password; with its deadline and connections.
+std::string format_redis_store(const StoreSettings& store) {
+  redis::Settings where;
+  std::string out = "redis store ";
+  if (redis::parse_url(store.redis.url, where).empty()) {
+    const bool v6 = where.host.find(':') != std::string::npos;
+    out += (v6 ? "[" + where.host + "]" : where.host) + ":" + std::to_string(where.port);
+    if (where.db != 0) out += " db " + std::to_string(where.db);
+  } else {
+    out += "(bad url)";
+  }
+  const unsigned n = store.redis.connections;
+  out +=
+      " (timeout " + format_duration(store.redis.timeout) + ", " + std::to_string(n) +
+      (n == 1 ? " connection" : " connections") + " per thread, " +
+      (store.redis.key_salt.empty() ? "key salt from SLUICE_KEY_SALT or default" : "key salt set") +
+      "; local fallback max " + std::to_string(store.max_keys) + " keys)";
+  return out;
+}
+
+std::string_view to_string(OnStoreError mode) {
+  switch (mode) {
+    case OnStoreError::allow:
+      return "allow";
+    case OnStoreError::deny:
+      return "deny";
+    case OnStoreError::local:
+      return "local";
+  }
+  return "?";
+}
+
 void pad(std::string& out, std::string_view text, std::size_t width) {
   out += text;
   if (text.size() < width) out.append(width - text.size(), ' ');
@@ -83,7 +116,7 @@ std::string summarize(const Config& config) {
          (config.threads == 1 ? " thread" : " threads") + " · ";
   out += config.store.type == StoreType::memory
              ? "memory store (max " + std::to_string(config.store.max_keys) + " keys)"
-             : std::string("redis store");
+             : format_redis_store(config.store);
   out += " · headers: " + std::string(to_string(config.headers)) + "\n";
 
   out += "trusted proxies ";
@@ -149,7 +182,13 @@ std::string summarize(const Config& config) {
     out += "  ";
     pad(out, route.name, route_width);
     pad(out, format_methods(route), methods_width);
-    out += route.path.text + " -> " + config.upstreams.at(route.upstream).name + "\n";
+    out += route.path.text + " -> " + config.upstreams.at(route.upstream).name;
+    // What a Redis outage means for the route; the default (allow) only when it matters.
+    if (!route.limits.empty() &&
+        (config.store.type == StoreType::redis || route.on_store_error != OnStoreError::allow)) {
+      out += "  (on store error: " + std::string(to_string(route.on_store_error)) + ")";
+    }
+    out += "\n";
     const std::string indent(2 + route_width, ' ');
     if (route.limits.empty()) out += indent + "no limits\n";
     for (const auto& limit : route.limits) {

@@ -570,8 +570,9 @@ TEST_CASE("top-level settings are checked") {
   CHECK(only_error(with_setting("headers: bothh")) ==
         "t.yaml:1:10: 'headers' must be one of legacy, ietf, both, none, found 'bothh' (did you "
         "mean 'both'?)");
-  CHECK(only_error(with_setting("store: { type: redis }")) ==
-        "t.yaml:1:16: store type 'redis' is not available yet (use memory)");
+  CHECK(only_error(with_setting("store: { type: redsi }")) ==
+        "t.yaml:1:16: unknown store type 'redsi' (expected memory or redis) (did you mean "
+        "'redis'?)");
   CHECK(only_error(with_setting("store: { type: memory, max_keys: 0 }")) ==
         "t.yaml:1:34: 'max_keys' must be from 1 to 1000000000, found 0");
 }
@@ -795,4 +796,131 @@ routes:
         "login)\n"
         "  rest    *    /* -> api\n"
         "          no limits\n");
+}
+
+TEST_CASE("the redis store: its settings, their defaults, and what is checked") {
+  SECTION("defaults") {
+    const auto c = load_ok(with_setting("store: { type: redis }"));
+    CHECK(c->store.type == StoreType::redis);
+    CHECK(c->store.max_keys == 1'000'000);  // the local fallback's bound
+    CHECK(c->store.redis.url == "redis://127.0.0.1:6379/0");
+    CHECK(c->store.redis.timeout == 50ms);
+    CHECK(c->store.redis.connections == 1);
+    CHECK(c->store.redis.key_salt.empty());
+  }
+  SECTION("written out") {
+    const auto c = load_ok(R"(store:
+  type: redis
+  max_keys: 5000
+  redis:
+    url: "redis://:p%40ss@redis.internal:6380/2"
+    timeout: 250ms
+    connections: 3
+    key_salt: "shared by every instance"
+upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes: [{ name: r, match: { path: /r }, upstream: api }]
+)");
+    CHECK(c->store.type == StoreType::redis);
+    CHECK(c->store.max_keys == 5000);
+    CHECK(c->store.redis.url == "redis://:p%40ss@redis.internal:6380/2");
+    CHECK(c->store.redis.timeout == 250ms);
+    CHECK(c->store.redis.connections == 3);
+    CHECK(c->store.redis.key_salt == "shared by every instance");
+  }
+  SECTION("the order of type and redis does not matter") {
+    const auto c = load_ok(with_setting("store: { redis: { timeout: 1s }, type: redis }"));
+    CHECK(c->store.redis.timeout == 1s);
+  }
+  SECTION("errors, each at its place") {
+    CHECK(only_error(with_setting("store: { type: redis, redis: { url: \"http://h:1\" } }")) ==
+          "t.yaml:1:37: redis URL \"http://h:1\": must start with redis:// "
+          "(redis://[:password@]host[:port][/db])");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { url: \"redis://h:0\" } }")) ==
+          "t.yaml:1:37: redis URL \"redis://h:0\": port must be a number from 1 to 65535");
+    // The password is never echoed back.
+    CHECK(only_error(
+              with_setting("store: { type: redis, redis: { url: \"redis://:secret@h:1/x\" } }")) ==
+          "t.yaml:1:37: redis URL \"redis://:***@h:1/x\": db must be a number from 0 up");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { timeout: 0ms } }")) ==
+          "t.yaml:1:41: bad duration '0ms' for 'timeout': expected a positive whole number and "
+          "a unit (ms, s, m, h or d), e.g. 250ms, 10s, 5m");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { timeout: 11s } }")) ==
+          "t.yaml:1:41: 'timeout' must be from 1ms to 10s, found 11s");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { connections: 17 } }")) ==
+          "t.yaml:1:45: 'connections' must be from 1 to 16 per thread, found 17");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { timout: 1s } }")) ==
+          "t.yaml:1:32: unknown key 'timout' in 'store.redis' (did you mean 'timeout'?)");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { key_salt: [a] } }")) ==
+          "t.yaml:1:42: 'key_salt' must be a string, found a list");
+    CHECK(only_error(with_setting("store: { type: redis, redis: localhost }")) ==
+          "t.yaml:1:30: 'redis' must be a map (e.g. { url: \"redis://127.0.0.1:6379/0\", "
+          "timeout: 50ms, connections: 1 }), found the value 'localhost'");
+  }
+  SECTION("redis settings without type: redis are a mistake, not ignored") {
+    CHECK(only_error(with_setting("store: { redis: { url: \"redis://h:1\" } }")) ==
+          "t.yaml:1:10: 'redis' settings need 'type: redis' in 'store' (the store is the "
+          "in-process memory store otherwise)");
+    CHECK(only_error(with_setting("store: { type: memory, redis: {} }")) ==
+          "t.yaml:1:24: 'redis' settings need 'type: redis' in 'store' (the store is the "
+          "in-process memory store otherwise)");
+  }
+}
+
+TEST_CASE("on_store_error is per route: allow by default, deny or local") {
+  const auto route_with = [](const std::string& mode) {
+    return with_route(
+        "{ name: r, match: { path: /r }, upstream: api, on_store_error: " + mode +
+        ", limits: [{ name: l, key: [ip], algorithm: gcra, limit: 5, window: 1s }] }\n");
+  };
+  CHECK(load_ok(with_route("{ name: r, match: { path: /r }, upstream: api }\n"))
+            ->routes[0]
+            .on_store_error == OnStoreError::allow);
+  CHECK(load_ok(route_with("allow"))->routes[0].on_store_error == OnStoreError::allow);
+  CHECK(load_ok(route_with("deny"))->routes[0].on_store_error == OnStoreError::deny);
+  CHECK(load_ok(route_with("local"))->routes[0].on_store_error == OnStoreError::local);
+  CHECK(only_error(route_with("dney")) ==
+        "t.yaml:3:68: 'on_store_error' must be one of allow, deny, local, found 'dney' (did you "
+        "mean 'deny'?)");
+  CHECK(only_error(route_with("[deny]")) ==
+        "t.yaml:3:68: 'on_store_error' must be one of allow, deny, local, found a list");
+  CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: api, on_store_eror: deny "
+                              "}\n")) ==
+        "t.yaml:3:52: unknown key 'on_store_eror' in route 'r' (did you mean 'on_store_error'?)");
+}
+
+TEST_CASE("summarize names the redis store without its password, and each route's fallback") {
+  const auto c = load_ok(R"(listen: 127.0.0.1:8080
+threads: 2
+store:
+  type: redis
+  max_keys: 5000
+  redis: { url: "redis://:hunter2@10.0.0.5:6380/3", timeout: 20ms, connections: 2 }
+upstreams:
+  api: { servers: ["127.0.0.1:3000"] }
+routes:
+  - name: login
+    match: { path: /api/login }
+    upstream: api
+    on_store_error: deny
+    limits:
+      - { name: per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1m }
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  const std::string summary = summarize(*c);
+  CHECK(summary.find("hunter2") == std::string::npos);
+  CHECK(summary ==
+        "t.yaml is valid\n"
+        "listen 127.0.0.1:8080 · 2 threads · redis store 10.0.0.5:6380 db 3 (timeout 20ms, 2 "
+        "connections per thread, key salt from SLUICE_KEY_SALT or default; local fallback max "
+        "5000 keys) · headers: both\n"
+        "trusted proxies none (the client is the socket peer)\n"
+        "upstreams\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "routes (first match wins)\n"
+        "  login  * /api/login -> api  (on store error: deny)\n"
+        "         per-ip  gcra  5 per 1m, burst 5  key ip\n"
+        "  rest   * /* -> api\n"
+        "         no limits\n");
 }

@@ -1,0 +1,574 @@
+// The Redis store against a real redis-server: the Lua script decides exactly like the memory
+// store (random sequences, states compared bit for bit), all-or-nothing, check-only, Redis' TIME,
+// key names and expiries, one EVALSHA per call, and every failure a store_error, never "limited".
+// The io_context runs in the test thread, in bounded loops.
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <sluice/limit/memory_store.hpp>
+#include <sluice/limit/redis_store.hpp>
+
+#include "support/redis_server.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::net::io_context;
+using sluice::redis::Reply;
+using sluice::test::BlockingRedis;
+using sluice::test::RedisServer;
+using namespace sluice::limit;
+using SteadyClock = std::chrono::steady_clock;
+
+template <typename Done>
+bool run_until(io_context& io, Done done, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = SteadyClock::now() + limit;
+  while (!done()) {
+    if (SteadyClock::now() >= deadline) return false;
+    if (io.stopped()) io.restart();
+    io.run_one_for(10ms);
+  }
+  return true;
+}
+
+struct Waiter final : DecideWaiter {
+  int calls = 0;
+  void on_decided(DecideCall&) override { ++calls; }
+};
+
+RedisStoreSettings settings_for(const RedisServer& server, const Clock* test_clock = nullptr,
+                                std::string_view salt = "test salt") {
+  RedisStoreSettings settings;
+  settings.redis.port = server.port();
+  settings.redis.call_timeout = 200ms;
+  settings.redis.reconnect_min = 20ms;
+  settings.redis.reconnect_max = 200ms;
+  settings.redis.jitter_seed = 7;
+  settings.key_names = redis_key_names(salt);
+  settings.test_clock = test_clock;
+  return settings;
+}
+
+// A store on `io`, connected.
+std::unique_ptr<RedisStore> connected_store(io_context& io, RedisStoreSettings settings,
+                                            std::shared_ptr<RedisStoreMonitor> monitor = {}) {
+  auto store = std::make_unique<RedisStore>(io.get_executor(), std::move(settings), monitor);
+  store->run();
+  REQUIRE(run_until(io, [&] { return store->connected(); }));
+  return store;
+}
+
+// Decides `call` on the Redis store and waits for the answer (a bounded wait: no call may hang).
+void decide_now(io_context& io, RedisStore& store, DecideCall& call) {
+  Waiter waiter;
+  REQUIRE(store.decide(call, waiter) == Store::Completion::pending);
+  CHECK(waiter.calls == 0);  // never completed from inside decide()
+  REQUIRE(run_until(io, [&] { return waiter.calls > 0; }));
+  CHECK(waiter.calls == 1);
+}
+
+LimitCheck check_of(KeyDigest key, Algorithm algorithm, std::int64_t limit, Micros window,
+                    std::int64_t burst = 0, std::int64_t cost = 1) {
+  return LimitCheck{key, algorithm, Quota{limit, window, burst}, cost};
+}
+
+// One decide on a fresh call with `checks`; returns the outcome, verdicts in `verdicts`.
+Outcome decide_checks(io_context& io, RedisStore& store, const std::vector<LimitCheck>& checks,
+                      std::vector<Verdict>& verdicts, Mode mode = Mode::charge_if_all_allowed) {
+  verdicts.assign(checks.size(), Verdict{});
+  DecideCall call{checks, verdicts, mode};
+  decide_now(io, store, call);
+  return call.outcome;
+}
+
+std::string describe(const Verdict& v) {
+  return std::string(v.allowed ? "allowed" : "rejected") + " limit=" + std::to_string(v.limit) +
+         " remaining=" + std::to_string(v.remaining) + " reset=" + std::to_string(v.reset) +
+         " retry_after=" + std::to_string(v.retry_after);
+}
+
+bool same(const Verdict& a, const Verdict& b) {
+  return a.allowed == b.allowed && a.limit == b.limit && a.remaining == b.remaining &&
+         a.reset == b.reset && a.retry_after == b.retry_after;
+}
+
+long command_calls(BlockingRedis& redis, std::string_view command) {
+  const std::string info(redis.command({"INFO", "commandstats"}).text());
+  const std::string label = "cmdstat_" + std::string(command) + ":calls=";
+  const auto at = info.find(label);
+  return at == std::string::npos ? 0 : std::stol(info.substr(at + label.size()));
+}
+
+std::vector<std::string> all_keys(BlockingRedis& redis) {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    Reply reply = redis.command({"SCAN", cursor, "COUNT", "1000"});
+    REQUIRE(reply.elements().size() == 2);
+    cursor = std::string(reply.elements()[0].text());
+    for (const Reply& key : reply.elements()[1].elements())
+      keys.emplace_back(key.text());
+  } while (cursor != "0");
+  return keys;
+}
+
+Micros redis_time(BlockingRedis& redis) {
+  Reply reply = redis.command({"TIME"});
+  return std::stoll(std::string(reply.elements()[0].text())) * 1'000'000 +
+         std::stoll(std::string(reply.elements()[1].text()));
+}
+
+// The reference the Redis store is compared with: evaluate() per check, all-or-nothing, repeated
+// keys see the earlier check's state, expired state reads as fresh (the memory store's rules,
+// kept here with every state visible).
+struct Model {
+  struct Entry {
+    LimitState state;
+    Micros expires_at = 0;
+  };
+  std::map<std::pair<std::uint64_t, std::uint64_t>, Entry> keys;
+
+  static std::pair<std::uint64_t, std::uint64_t> id(const KeyDigest& d) { return {d.hi, d.lo}; }
+
+  const Entry* live(const KeyDigest& d, Micros now) const {
+    const auto it = keys.find(id(d));
+    return it == keys.end() || it->second.expires_at <= now ? nullptr : &it->second;
+  }
+
+  Outcome decide(const std::vector<LimitCheck>& checks, std::vector<Verdict>& verdicts, Mode mode,
+                 Micros now) {
+    std::vector<Step> steps;
+    bool all = true;
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      LimitState state{};
+      std::size_t earlier = i;
+      while (earlier > 0 && !(checks[earlier - 1].key == checks[i].key))
+        --earlier;
+      if (earlier > 0) {
+        state = steps[earlier - 1].next;
+      } else if (const Entry* e = live(checks[i].key, now)) {
+        state = e->state;
+      }
+      steps.push_back(evaluate(checks[i].algorithm, state, now, checks[i].quota, checks[i].cost));
+      verdicts[i] = steps.back().verdict;
+      all = all && steps.back().verdict.allowed;
+    }
+    if (all && mode == Mode::charge_if_all_allowed) {
+      for (std::size_t i = 0; i < checks.size(); ++i) {
+        if (steps[i].expires_at <= now) {
+          keys.erase(id(checks[i].key));
+        } else {
+          keys[id(checks[i].key)] = Entry{steps[i].next, steps[i].expires_at};
+        }
+      }
+    }
+    return all ? Outcome::allowed : Outcome::limited;
+  }
+};
+
+struct Definition {
+  Algorithm algorithm;
+  Quota quota;
+};
+
+// Every algorithm, with fractional emission intervals (3 per 10 s), bursts above and below the
+// limit, windows from 1 ms to a day, and a quota large enough to test the exactness bounds.
+const std::vector<Definition> kDefinitions = {
+    {Algorithm::token_bucket, {5, 1'000'000, 5}},
+    {Algorithm::token_bucket, {3, 10'000'000, 7}},
+    {Algorithm::token_bucket, {1'000'000, 3'600'000'000, 1'000'000}},
+    {Algorithm::gcra, {3, 10'000'000, 3}},
+    {Algorithm::gcra, {100, 60'000'000, 10}},
+    {Algorithm::gcra, {7, 1'000, 2}},
+    {Algorithm::sliding_window, {5, 600'000'000, 0}},
+    {Algorithm::sliding_window, {4, 1'000'000, 0}},
+    {Algorithm::sliding_window, {3, 10'000'000, 0}},
+    {Algorithm::sliding_window, {1000, 86'400'000'000, 0}},
+    {Algorithm::fixed_window, {5, 1'000'000, 0}},
+    {Algorithm::fixed_window, {2, 250'000, 0}},
+    {Algorithm::fixed_window, {10, 3'600'000'000, 0}},
+};
+
+LimitState parse_state(std::string_view text) {
+  LimitState state;
+  std::string copy(text);
+  char* at = copy.data();
+  for (double& v : state.v) {
+    char* end = nullptr;
+    v = std::strtod(at, &end);
+    REQUIRE(end != at);
+    at = end;
+  }
+  REQUIRE(*at == '\0');
+  return state;
+}
+
+}  // namespace
+
+TEST_CASE("the Redis store decides exactly like the memory store: random sequences",
+          "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  const auto seed = GENERATE(range(1u, 19u));
+  INFO("seed " << seed);
+  admin.command({"FLUSHALL"});
+
+  std::mt19937_64 random(seed);
+  auto uniform = [&](std::int64_t low, std::int64_t high) {
+    return std::uniform_int_distribution<std::int64_t>(low, high)(random);
+  };
+  ManualClock clock(1'700'000'000'000'000 + uniform(0, 86'400'000'000));
+  MemoryStore memory(clock, 100'000);
+  const auto settings = settings_for(server, &clock);
+  auto redis = connected_store(io, settings);
+  Model model;
+
+  // Each seed plays with a few counters (so they are hit often) on one time scale (so windows
+  // fill, roll over into "previous" and expire at that scale): 100 µs to an hour per step.
+  constexpr std::int64_t kScales[] = {100,       100'000,    1'000'000,
+                                      5'000'000, 60'000'000, 3'600'000'000};
+  const std::int64_t scale = kScales[seed % std::size(kScales)];
+  // The pool: the definitions whose window spans 1 to 100 steps, and two more of any kind.
+  std::vector<std::size_t> pool;
+  for (std::size_t d = 0; d < kDefinitions.size(); ++d) {
+    const Micros window = kDefinitions[d].quota.window;
+    if (window >= scale && window <= 100 * scale) pool.push_back(d);
+  }
+  for (int i = 0; i < 2; ++i)
+    pool.push_back(static_cast<std::size_t>(uniform(0, std::ssize(kDefinitions) - 1)));
+  constexpr int kCallers = 2;
+
+  constexpr int kCalls = 300;
+  int limited = 0;
+  int allowed = 0;
+  for (int step = 0; step < kCalls; ++step) {
+    const auto dice = uniform(0, 9);
+    if (dice >= 3) {
+      clock.advance(std::chrono::microseconds(uniform(1, dice == 9 ? 20 * scale : scale)));
+    }
+    // 1 to 4 checks over the pool, so counters repeat across and within calls and a counter
+    // appears at different positions in different calls.
+    std::vector<LimitCheck> checks;
+    const auto count = uniform(1, 4);
+    for (int i = 0; i < count; ++i) {
+      const std::size_t d = pool[static_cast<std::size_t>(uniform(0, std::ssize(pool) - 1))];
+      const auto caller = static_cast<std::uint64_t>(uniform(0, kCallers - 1));
+      const std::int64_t cost = uniform(0, 9) < 7 ? 1 : uniform(0, 8);
+      checks.push_back(LimitCheck{KeyDigest{d + 1, caller + 1}, kDefinitions[d].algorithm,
+                                  kDefinitions[d].quota, cost});
+    }
+    const Mode mode = uniform(0, 9) == 0 ? Mode::check_only : Mode::charge_if_all_allowed;
+
+    std::vector<Verdict> from_memory(checks.size());
+    std::vector<Verdict> from_redis(checks.size());
+    std::vector<Verdict> from_model(checks.size());
+    DecideCall memory_call{checks, from_memory, mode};
+    Waiter unused;
+    REQUIRE(memory.decide(memory_call, unused) == Store::Completion::ready);
+    DecideCall redis_call{checks, from_redis, mode};
+    decide_now(io, *redis, redis_call);
+    const Outcome model_outcome = model.decide(checks, from_model, mode, clock.now());
+
+    INFO("call " << step << " at " << clock.now() << " with " << checks.size() << " checks");
+    REQUIRE(redis_call.outcome != Outcome::store_error);
+    REQUIRE(memory_call.outcome == model_outcome);
+    REQUIRE(redis_call.outcome == memory_call.outcome);
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      INFO("check " << i << " memory: " << describe(from_memory[i])
+                    << "\n        redis:  " << describe(from_redis[i]));
+      REQUIRE(same(from_memory[i], from_model[i]));
+      REQUIRE(same(from_redis[i], from_memory[i]));
+    }
+    (redis_call.outcome == Outcome::allowed ? allowed : limited) += 1;
+
+    // The state Redis holds for every counter of the call is the model's, bit for bit; one
+    // written by this call expires just past the instant it becomes equivalent to a fresh key
+    // (plus the test variant's hour of margin; TTLs run in real time, not simulated time).
+    const bool written =
+        redis_call.outcome == Outcome::allowed && mode == Mode::charge_if_all_allowed;
+    for (const LimitCheck& check : checks) {
+      const std::string name = redis_key_name(settings.key_names, check.key);
+      const Model::Entry* expected = model.live(check.key, clock.now());
+      const Reply value = admin.command({"GET", name});
+      if (expected == nullptr) {
+        // Fresh in the model. Redis may still hold state past its expiry at a simulated instant:
+        // that state decides like a fresh key, which the verdicts above have shown.
+        continue;
+      }
+      INFO("key " << name);
+      REQUIRE(value.type() == Reply::Type::string);
+      const LimitState stored = parse_state(value.text());
+      CHECK(stored == expected->state);
+      const std::int64_t pttl = admin.command({"PTTL", name}).integer();
+      CHECK(pttl > 0);
+      if (written) {
+        const std::int64_t ttl = (expected->expires_at - clock.now() + 999) / 1000 + 3'600'001;
+        CHECK(pttl <= ttl);
+        CHECK(pttl >= ttl - 1000);
+      }
+    }
+  }
+  // The sequences exercise both outcomes, or they prove little.
+  CHECK(allowed >= 10);
+  CHECK(limited >= 10);
+}
+
+TEST_CASE("a clock gone back decides like the memory store", "[redis][store]") {
+  // Redis' clock can step back (a failover to a host whose clock is behind): token_bucket keeps
+  // its last update, gcra its absolute TAT, the windows their stored window. The random sequences
+  // only move forward (expired state is dropped at different moments by the two stores, which is
+  // equivalent only while time moves forward); this replays steps back inside live state.
+  RedisServer server;
+  io_context io;
+  ManualClock clock;
+  MemoryStore memory(clock, 1000);
+  auto redis = connected_store(io, settings_for(server, &clock));
+  const std::vector<std::int64_t> steps_ms = {0, 700, -300, 250, -2000, 0, 1500, -100, 3000, -50};
+  for (const Definition& d : kDefinitions) {
+    INFO("algorithm " << to_string(d.algorithm) << " limit " << d.quota.limit << " window "
+                      << d.quota.window);
+    if (d.quota.window < 10'000'000 || d.quota.limit > 100) continue;
+    const std::vector<LimitCheck> checks = {LimitCheck{{77, 77}, d.algorithm, d.quota, 1}};
+    for (std::int64_t step : steps_ms) {
+      clock.advance(std::chrono::milliseconds(step));
+      std::vector<Verdict> from_memory(1);
+      std::vector<Verdict> from_redis(1);
+      DecideCall memory_call{checks, from_memory};
+      Waiter unused;
+      memory.decide(memory_call, unused);
+      DecideCall redis_call{checks, from_redis};
+      decide_now(io, *redis, redis_call);
+      INFO("step " << step << " ms: memory " << describe(from_memory[0]) << ", redis "
+                   << describe(from_redis[0]));
+      REQUIRE(redis_call.outcome == memory_call.outcome);
+      REQUIRE(same(from_redis[0], from_memory[0]));
+    }
+  }
+}
+
+TEST_CASE("a call is charged to every limit or to none", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  ManualClock clock;
+  const auto settings = settings_for(server, &clock);
+  auto store = connected_store(io, settings);
+  const KeyDigest roomy{1, 1};
+  const KeyDigest tight{2, 2};
+  std::vector<Verdict> verdicts;
+
+  REQUIRE(decide_checks(io, *store, {check_of(tight, Algorithm::fixed_window, 1, 3'600'000'000)},
+                        verdicts) == Outcome::allowed);
+  // `tight` is used up: a call with both is rejected, and `roomy` is not charged for it.
+  const std::vector<LimitCheck> both = {check_of(roomy, Algorithm::gcra, 2, 3'600'000'000),
+                                        check_of(tight, Algorithm::fixed_window, 1, 3'600'000'000)};
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(decide_checks(io, *store, both, verdicts) == Outcome::limited);
+    CHECK(verdicts[0].allowed);
+    CHECK(verdicts[0].remaining == 1);
+    CHECK_FALSE(verdicts[1].allowed);
+  }
+  CHECK(admin.command({"EXISTS", redis_key_name(settings.key_names, roomy)}).integer() == 0);
+  REQUIRE(decide_checks(io, *store, {both[0]}, verdicts) == Outcome::allowed);
+  CHECK(verdicts[0].remaining == 1);  // its first charge
+}
+
+TEST_CASE("check-only writes nothing and repeated keys see the earlier check", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  ManualClock clock;
+  auto store = connected_store(io, settings_for(server, &clock));
+  const auto once = check_of({5, 5}, Algorithm::token_bucket, 1, 60'000'000);
+  std::vector<Verdict> verdicts;
+
+  SECTION("check only") {
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE(decide_checks(io, *store, {once}, verdicts, Mode::check_only) == Outcome::allowed);
+      CHECK(verdicts[0].remaining == 0);
+    }
+    CHECK(admin.command({"DBSIZE"}).integer() == 0);
+  }
+  SECTION("the same counter twice in one call: the second sees the first's charge") {
+    REQUIRE(decide_checks(io, *store, {once, once}, verdicts) == Outcome::limited);
+    CHECK(verdicts[0].allowed);
+    CHECK_FALSE(verdicts[1].allowed);
+    CHECK(admin.command({"DBSIZE"}).integer() == 0);  // rejected: nothing charged
+    REQUIRE(decide_checks(io, *store, {once}, verdicts) == Outcome::allowed);
+  }
+}
+
+TEST_CASE("the production script reads Redis' TIME", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto store = connected_store(io, settings_for(server));  // no test clock
+  constexpr Micros kHour = 3'600'000'000;
+  std::vector<Verdict> verdicts;
+
+  const Micros before = redis_time(admin);
+  REQUIRE(decide_checks(io, *store, {check_of({9, 9}, Algorithm::fixed_window, 10, kHour)},
+                        verdicts) == Outcome::allowed);
+  const Micros after = redis_time(admin);
+  // reset = the end of the epoch-aligned hour minus the script's now, which lies in [before, after]
+  // (a wrong clock, e.g. the proxy's ManualClock or seconds taken as µs, lands outside).
+  const Micros window_end = (after / kHour + 1) * kHour;
+  if (before / kHour == after / kHour) {
+    CHECK(verdicts[0].reset >= window_end - after);
+    CHECK(verdicts[0].reset <= window_end - before);
+  }
+  // Its key expires at that instant (+ the 1 ms margin), by Redis' clock.
+  const std::string name = redis_key_name(redis_key_names("test salt"), {9, 9});
+  const std::int64_t pttl = admin.command({"PTTL", name}).integer();
+  CHECK(pttl > 0);
+  CHECK(pttl <= (window_end - before) / 1000 + 2);
+  CHECK(pttl >= (window_end - redis_time(admin)) / 1000 - 5);
+}
+
+TEST_CASE("keys are hashed names with one hash tag and an expiry", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto store = connected_store(io, settings_for(server, nullptr, "salt one"));
+  std::vector<Verdict> verdicts;
+  std::vector<LimitCheck> checks;
+  for (std::uint64_t i = 1; i <= 4; ++i) {
+    checks.push_back(check_of({i, 0x1234}, static_cast<Algorithm>(i - 1), 10, 60'000'000));
+  }
+  REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+
+  const auto keys = all_keys(admin);
+  CHECK(keys.size() == 4);
+  const std::regex shape(R"(sluice:\{limits\}:[0-9a-f]{32})");
+  for (const auto& key : keys) {
+    INFO(key);
+    CHECK(std::regex_match(key, shape));
+    const std::int64_t pttl = admin.command({"PTTL", key}).integer();
+    CHECK(pttl > 0);
+    CHECK(pttl <= 120'000 + 2);  // never longer than its state needs (sliding: two windows)
+  }
+
+  SECTION("another instance with the same salt shares the counters") {
+    auto other = connected_store(io, settings_for(server, nullptr, "salt one"));
+    REQUIRE(decide_checks(io, *other, checks, verdicts) == Outcome::allowed);
+    CHECK(all_keys(admin).size() == 4);
+    CHECK(verdicts[0].remaining == 8);
+  }
+  SECTION("a different salt names different keys") {
+    auto other = connected_store(io, settings_for(server, nullptr, "salt two"));
+    REQUIRE(decide_checks(io, *other, checks, verdicts) == Outcome::allowed);
+    CHECK(all_keys(admin).size() == 8);
+    CHECK(verdicts[0].remaining == 9);
+  }
+}
+
+TEST_CASE("one decide is exactly one EVALSHA", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto store = connected_store(io, settings_for(server));
+  std::vector<Verdict> verdicts;
+  admin.command({"CONFIG", "RESETSTAT"});
+  constexpr int kCalls = 25;
+  for (int i = 0; i < kCalls; ++i) {
+    const std::vector<LimitCheck> checks = {
+        check_of({1, static_cast<std::uint64_t>(i % 3)}, Algorithm::gcra, 1000, 1'000'000),
+        check_of({2, 0}, Algorithm::sliding_window, 1000, 1'000'000),
+        check_of({3, 0}, Algorithm::fixed_window, 1000, 1'000'000)};
+    REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+  }
+  CHECK(command_calls(admin, "evalsha") == kCalls);
+  CHECK(command_calls(admin, "eval") == 0);
+  CHECK(command_calls(admin, "time") == kCalls);  // inside the script: no round trip
+}
+
+TEST_CASE("failures are store errors, never limited", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto monitor = std::make_shared<RedisStoreMonitor>("test", 1);
+  auto settings = settings_for(server);
+  settings.redis.call_timeout = 100ms;
+  settings.redis.ping_timeout = 5s;  // the per-call deadline, not the watchdog, ends slow calls
+  auto store = connected_store(io, settings, monitor);
+  const std::vector<LimitCheck> checks = {check_of({1, 1}, Algorithm::gcra, 100, 60'000'000)};
+  std::vector<Verdict> verdicts;
+  REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+  CHECK(monitor->healthy());
+
+  SECTION("a killed server, then a restarted one without the script") {
+    // A call in flight when the server dies fails; so do calls while it is down, at once.
+    verdicts.assign(1, Verdict{});
+    DecideCall in_flight{checks, verdicts};
+    Waiter waiter;
+    REQUIRE(store->decide(in_flight, waiter) == Store::Completion::pending);
+    server.kill();
+    REQUIRE(run_until(
+        io, [&] { return waiter.calls > 0; }, 2s));
+    // It may have been answered before the kill; if not it is a store error.
+    CHECK(in_flight.outcome != Outcome::limited);
+    const auto start = SteadyClock::now();
+    CHECK(decide_checks(io, *store, checks, verdicts) == Outcome::store_error);
+    CHECK(SteadyClock::now() - start < 150ms);
+    CHECK_FALSE(monitor->healthy());
+    CHECK(monitor->failed_calls() >= 1);
+
+    server.restart();  // empty: no data, no scripts
+    REQUIRE(run_until(
+        io, [&] { return store->connected(); }, 5s));
+    REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+    CHECK(verdicts[0].remaining == 99);  // counting starts again in the new, empty server
+    CHECK(monitor->healthy());
+  }
+  SECTION("a server that lost the script (SCRIPT FLUSH) still decides") {
+    admin.command({"SCRIPT", "FLUSH"});
+    REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+    CHECK(verdicts[0].remaining == 98);
+  }
+  SECTION("a slow server: the per-call deadline applies") {
+    admin.send({"DEBUG", "SLEEP", "1"});
+    std::this_thread::sleep_for(50ms);  // let the server start sleeping
+    const auto start = SteadyClock::now();
+    CHECK(decide_checks(io, *store, checks, verdicts) == Outcome::store_error);
+    const auto took = SteadyClock::now() - start;
+    CHECK(took >= 90ms);
+    CHECK(took < 400ms);
+    admin.read_reply();
+  }
+  SECTION("a malformed or foreign value under a key is an error, not a verdict") {
+    const std::string name = redis_key_name(settings.key_names, {1, 1});
+    admin.command({"SET", name, "not a state"});
+    CHECK(decide_checks(io, *store, checks, verdicts) == Outcome::store_error);
+    admin.command({"DEL", name});
+    admin.command({"HSET", name, "a", "1"});
+    CHECK(decide_checks(io, *store, checks, verdicts) == Outcome::store_error);
+    CHECK(store->connected());
+  }
+}
+
+TEST_CASE("a store destroyed with a call in flight still answers its waiter", "[redis][store]") {
+  RedisServer server;
+  io_context io;
+  auto store = connected_store(io, settings_for(server));
+  const std::vector<LimitCheck> checks = {check_of({1, 1}, Algorithm::gcra, 100, 60'000'000)};
+  std::vector<Verdict> verdicts(1);
+  DecideCall call{checks, verdicts};
+  Waiter waiter;
+  REQUIRE(store->decide(call, waiter) == Store::Completion::pending);
+  store.reset();
+  CHECK(waiter.calls == 0);  // not from inside the destructor
+  REQUIRE(run_until(io, [&] { return waiter.calls > 0; }));
+  CHECK(waiter.calls == 1);
+  CHECK(call.outcome == Outcome::store_error);
+}
