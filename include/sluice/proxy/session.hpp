@@ -50,7 +50,8 @@ class RelayBuffers {
 };
 
 // What the sessions of one event-loop thread share. Owned by that thread; touched only from it
-// (the store is the exception: it is shared by all threads and safe for that).
+// (the memory store is the exception: one instance serves all threads and is safe for that; a
+// Redis store is one per thread, on that thread's connection).
 struct Worker {
   const SnapshotHolder& snapshots;
   limit::Store& store;
