@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 CONFIG ?= config/sluice.yaml
 JOBS ?= $(shell nproc)
 
-# Sanitizer and fuzz builds, each in its own tree so none of them rebuilds ./build (docs/testing.md).
+# Sanitizer and fuzz builds, each in its own tree so none rebuilds ./build (docs/testing.md).
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
@@ -14,9 +14,9 @@ FUZZ_TARGETS ?= fuzz_config fuzz_path fuzz_classify fuzz_request
 FUZZ_ARGS ?=
 # The multi-threaded tests ThreadSanitizer runs (a ctest -R regex): the memory store's, whose
 # threads hammer shared keys, and the integration tests, which run the real binary.
-TSAN_TESTS ?= ^unit: memory store|^integration:
+TSAN_TESTS ?= ^unit: ?memory store|^integration:
 
-.PHONY: all deps configure build run upstream test check format clean test-sanitize test-tsan fuzz
+.PHONY: all deps configure build run upstream test check format clean test-sanitize test-tsan fuzz bench
 
 all: build
 
@@ -41,15 +41,17 @@ upstream: build
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
-# Runs ctest in build dir $(1) with the extra ctest arguments $(2). Sanitizer reports of every
-# process go to files in $(1)/sanitizer-logs, including those of the sluice and upstream processes
-# the integration tests start (whose stderr the tests do not keep): any report fails the run.
+# Runs ctest in build dir $(1) with the extra ctest arguments $(2). ASan, LSan and TSan reports of
+# every process go to files in $(1)/sanitizer-logs, including those of the sluice and upstream
+# processes the integration tests start (whose stderr the tests do not keep): any report fails the
+# run. UBSan (fatal here) reports on stderr: GCC's combined ASan+UBSan runtime ignores log_path.
 # Options already in ASAN_OPTIONS, UBSAN_OPTIONS or TSAN_OPTIONS are appended, so they win.
 define sanitized_ctest
 	@logs="$(CURDIR)/$(1)/sanitizer-logs"; rm -rf "$$logs"; mkdir -p "$$logs"; \
-	export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:log_path=$$logs/report$${ASAN_OPTIONS:+:$$ASAN_OPTIONS}"; \
-	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$$logs/report$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS}"; \
-	export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$$logs/report$${TSAN_OPTIONS:+:$$TSAN_OPTIONS}"; \
+	log="log_path=$$logs/report"; \
+	export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:$$log$${ASAN_OPTIONS:+:$$ASAN_OPTIONS}"; \
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1$${UBSAN_OPTIONS:+:$$UBSAN_OPTIONS}"; \
+	export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:$$log$${TSAN_OPTIONS:+:$$TSAN_OPTIONS}"; \
 	ctest --test-dir $(1) --output-on-failure -j $(JOBS) $(2); status=$$?; \
 	if ls "$$logs"/report* >/dev/null 2>&1; then \
 	  cat "$$logs"/report*; echo "sanitizer reports above (files in $$logs)"; status=1; \
@@ -84,6 +86,13 @@ fuzz: deps
 	    -dict=tests/fuzz/dict/$$target.dict -artifact_prefix=$(FUZZ_DIR)/artifacts/$$target/ \
 	    $(FUZZ_ARGS) $(FUZZ_DIR)/corpus/$$target tests/fuzz/corpus/$$target || exit 1; \
 	done
+
+# sluice against nginx limit_req and HAProxy on loopback (bench/run.sh, docs/performance.md); needs
+# nginx-light, haproxy, wrk (and redis-server for the Redis scenario). Options go through BENCH_ARGS:
+#   make bench BENCH_ARGS="--rounds 5 --secs 5 --only allowed,rejected"
+bench: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target sluice sluice_bench_store
+	bench/run.sh --sluice $(BUILD_DIR)/sluice $(BENCH_ARGS)
 
 # Validates a config file without starting: make check CONFIG=path/to.yaml
 check: build
