@@ -3,7 +3,8 @@
 # thread, CPU 0) with bench/conf/, loads them with wrk (CPU 1) and reports per request.
 #
 #   bench/profile.sh [--tool callgrind|strace|perf] [--target sluice|nginx|haproxy]
-#                    [--path /limited/x] [--secs 10] [--sluice build/sluice] [--keep DIR]
+#                    [--path /limited/x] [--secs 10] [--store memory|redis] [--sluice build/sluice]
+#                    [--keep DIR]
 #
 #   callgrind  instructions per request and the functions that execute them (valgrind; counts are
 #              repeatable whatever else the machine does; build with -g for file:line)
@@ -12,19 +13,21 @@
 #              counters are not available)
 # --path /tight/x profiles the rejected flood instead of allowed traffic. --target nginx or haproxy
 # measures a peer the same way (nginx as one process: master_process off), for comparison.
+# --store redis runs sluice on the Redis store, with a redis-server of its own (CPU 0).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-tool=callgrind target=sluice path=/limited/x secs=10 sluice="$repo/build/sluice" keep=""
+tool=callgrind target=sluice path=/limited/x secs=10 store=memory sluice="$repo/build/sluice" keep=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tool) tool=$2; shift 2;;
     --target) target=$2; shift 2;;
+    --store) store=$2; shift 2;;
     --path) path=$2; shift 2;;
     --secs) secs=$2; shift 2;;
     --sluice) sluice=$2; shift 2;;
     --keep) keep=$2; shift 2;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -34,6 +37,8 @@ case $tool in
   perf) needs=(perf);;
   *) echo "--tool is callgrind, strace or perf" >&2; exit 2;;
 esac
+[[ $store == memory || $store == redis ]] || { echo "--store is memory or redis" >&2; exit 2; }
+[[ $store == memory ]] || needs+=(redis-server)
 case $target in
   sluice|nginx) ;;
   haproxy) needs+=(haproxy);;
@@ -87,8 +92,18 @@ if [[ $tool == callgrind ]]; then
 fi
 case $target in
   sluice)
+    store_yaml="{ type: memory, max_keys: 1000000 }"
+    if [[ $store == redis ]]; then
+      redis_port=$(free_port)
+      while [[ $redis_port == "$port" || $redis_port == "$up_port" ]]; do redis_port=$(free_port); done
+      taskset -c 0 redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+        --dir "$run" >"$run/redis.log" 2>&1 &
+      pids+=($!)
+      wait_listening "$redis_port"
+      store_yaml="{ type: redis, redis: { url: \"redis://127.0.0.1:$redis_port/0\" } }"
+    fi
     sed -e "s#@PORT@#$port#" -e "s#@THREADS@#1#" -e "s#@UP_PORT@#$up_port#" \
-      -e "s#@STORE@#{ type: memory, max_keys: 1000000 }#" "$here/conf/sluice.yaml" >"$run/sluice.yaml"
+      -e "s#@STORE@#$store_yaml#" "$here/conf/sluice.yaml" >"$run/sluice.yaml"
     command=("$sluice" --config "$run/sluice.yaml" --log-level warn);;
   nginx)
     { echo "master_process off;"; sed -e "s#@RUN@#$run#g" -e "s#@PORT@#$port#" \

@@ -4,8 +4,9 @@
 #
 #   bench/run.sh [--rounds 3] [--secs 3] [--conns 50] [--only SCENARIO[,SCENARIO...]]
 #                [--sluice build/sluice] [--store-bench build/bench/sluice_bench_store] [--keep DIR]
+#                [--redis-cpu 0]
 #
-# Scenarios (all by default; a full run takes about 5 minutes):
+# Scenarios (all by default; a full run at the defaults takes about 6 minutes):
 #   allowed    /limited/ (never rejects), one API key          direct upstream, nginx, haproxy, sluice
 #   keys       /limited/, 100 000 API keys (wrk Lua script)    same targets
 #   rejected   /tight/ (10/s, burst 5), one key: a 429 flood   nginx, haproxy, sluice
@@ -16,14 +17,15 @@
 #   isolation  a paced client's p99 and rps alone, then while one key floods /tight/
 #   memory     idle RSS of sluice, and bytes per key at 1 000 000 keys (sluice_bench_store)
 #
-# Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), one worker/thread each. Everything listens
-# on 127.0.0.1 on free ports; everything started is stopped on exit.
+# Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), one worker/thread each; redis-server too
+# (--redis-cpu 1 moves it next to wrk instead). Everything listens on 127.0.0.1 on free ports;
+# everything started is stopped on exit. --keep DIR keeps configs, logs and raw results.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
-rounds=3 secs=3 conns=50 only="" sluice="$repo/build/sluice" store_bench="" keep=""
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+rounds=3 secs=3 conns=50 only="" sluice="$repo/build/sluice" store_bench="" keep="" redis_cpu=0
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) rounds=$2; shift 2;;
@@ -33,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     --sluice) sluice=$2; shift 2;;
     --store-bench) store_bench=$2; shift 2;;
     --keep) keep=$2; shift 2;;
+    --redis-cpu) redis_cpu=$2; shift 2;;
     -h|--help) usage; exit 0;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2;;
   esac
@@ -169,10 +172,11 @@ if wants threads || wants memory; then
 fi
 
 redis_note="" redis_port=""
-redis_calls() {  # commands Redis has executed, but for the INFO calls that ask
+redis_commands() {  # "COMMAND CALLS" per command Redis has run (those run by scripts included)
   redis-cli -p "$redis_port" info commandstats |
-    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {n += $3} END {print n + 0}'
+    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {sub(/^cmdstat_/, "", $1); print $1, $3}'
 }
+redis_calls() { redis_commands | awk '{n += $2} END {print n + 0}'; }
 if wants redis; then
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     redis_note="skipped: redis-server not installed (apt-get install redis-server)"
@@ -180,7 +184,7 @@ if wants redis; then
     claim_port redis
     redis_port=${port_of[redis]}
     unset 'port_of[redis]'  # not an HTTP target
-    start redis "$server_cpus" redis-server --bind 127.0.0.1 --port "$redis_port" --save "" \
+    start redis "$redis_cpu" redis-server --bind 127.0.0.1 --port "$redis_port" --save "" \
       --appendonly no --dir "$run"
     wait_listening redis "$redis_port"
     sluice_config sluice_redis 1 \
@@ -230,11 +234,12 @@ wrk.headers["X-API-Key"] = "polite"
 function delay() return 10 end
 LUA
 
+drive_prefix=()  # a command wrk runs under (chrt for the paced client)
 # drive TARGET PATH LUA CPUS THREADS CONNS [wrk args...] : prints "rps p99_us non2xx errors requests"
 drive() {
   local target=$1 path=$2 lua=$3 cpus=$4 threads=$5 c=$6 out
   shift 6
-  out=$(timeout $((secs + 20)) taskset -c "$cpus" wrk -t"$threads" -c"$c" -d"${secs}s" --latency \
+  out=$(timeout $((secs + 20)) "${drive_prefix[@]}" taskset -c "$cpus" wrk -t"$threads" -c"$c" -d"${secs}s" --latency \
     -s "$run/$lua.lua" "$@" "http://127.0.0.1:${port_of[$target]}$path" 2>&1 || true)
   awk '
     function us(v) {
@@ -298,9 +303,8 @@ rotate() {  # rotate ROUND ITEMS... : a different first target each round, so no
   for ((i = 0; i < n; i++)); do echo "${items[$(((i + r) % n))]}"; done
 }
 
-redis_per_request=()
 scenario_round() {
-  local scen=$1 r=$2 t line before after requests
+  local scen=$1 r=$2 t line requests
   case $scen in
     allowed|keys|close)
       local lua=onekey extra=()
@@ -317,16 +321,15 @@ scenario_round() {
       [[ -n ${port_of[sluice_redis]:-} ]] || return 0
       for path in limited tight; do
         for t in $(rotate "$r" sluice sluice_redis); do
-          before=0
-          if [[ $t == sluice_redis ]]; then before=$(redis_calls); fi
+          if [[ $t == sluice_redis ]]; then redis_commands >"$run/redis-before"; fi
           line=$(drive "$t" "/$path/x" onekey "$client_cpus" 1 "$conns")
           record "redis-$path" "$t" "$line"
-          if [[ $t == sluice_redis ]]; then
-            after=$(redis_calls)
-            requests=${line##* }
-            if ((requests > 0)); then
-              redis_per_request+=("$path $(ratio $((after - before)) "$requests")")
-            fi
+          requests=${line##* }
+          if [[ $t == sluice_redis ]] && ((requests > 0)); then
+            # per command: (calls after - calls before) / requests, for this round
+            redis_commands | awk -v p="$path" -v n="$requests" 'NR == FNR {before[$1] = $2; next}
+              {printf "%s %s %.2f\n", p, $1, ($2 - before[$1]) / n}' "$run/redis-before" - \
+              >>"$run/redis-per-request"
           fi
         done
       done;;
@@ -341,6 +344,9 @@ scenario_round() {
       pin "$server_cpus" "${pid_of[direct]}"; pin "$server_cpus" "${pid_of[sluice]}"
       pin "$server_cpus" "${pid_of[sluice_t2]}";;
     isolation)
+      # The paced client shares CPU 1 with the flooding wrk; real-time priority lets it run the
+      # moment a response arrives, so its latency is the server's, not the time it waited for CPU 1.
+      if chrt -f 1 true 2>/dev/null; then drive_prefix=(chrt -f 1); fi
       for t in $(rotate "$r" nginx haproxy sluice); do
         record isolation-alone "$t" "$(drive "$t" /limited/x polite "$client_cpus" 1 2)"
         timeout $((secs + 22)) taskset -c "$client_cpus" wrk -t1 -c"$conns" -d"$((secs + 2))s" \
@@ -350,7 +356,8 @@ scenario_round() {
         record isolation-flood "$t" "$(drive "$t" /limited/x polite "$client_cpus" 1 2)"
         wait "$flood_pid" || true
         flood_pid=""
-      done;;
+      done
+      drive_prefix=();;
   esac
 }
 
@@ -421,11 +428,15 @@ done
 
 echo
 if [[ -n $redis_note ]]; then echo "redis store: $redis_note"; fi
-if ((${#redis_per_request[@]})); then
+if [[ -s $run/redis-per-request ]]; then
   for path in limited tight; do
-    printf 'redis commands per request (%s): %s\n' "$path" \
-      "$(printf '%s\n' "${redis_per_request[@]}" | awk -v p="$path" '$1 == p {print $2}' | sort -n |
-        awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : "-")}')"
+    # the median over rounds of each command's calls per request
+    printf 'redis commands per request (%s, medians; GET/SET/TIME run inside the script): %s\n' \
+      "$path" "$(awk -v p="$path" '$1 == p && $3 > 0 {print $2, $3}' "$run/redis-per-request" |
+        sort -k1,1 -k2,2n | awk '{v[$1] = v[$1] " " $2} END {
+          for (c in v) { n = split(v[c], a, " "); m = a[int((n + 1) / 2)]; total += m
+                         printf "%s %.2f, ", c, m }
+          printf "total %.2f", total }')"
   done
 fi
 if wants memory; then

@@ -3,12 +3,11 @@
 //    MemoryStore::decide (the same call the sessions make), so the figure includes the store's
 //    own growth policy (record vectors, index slack), not a sizeof() estimate;
 //  - decide() throughput with 1 and 2 threads, over many keys and over one shared key, to show
-//    what the shard locks cost when event-loop threads meet in the store.
+//    what the shard locks cost when event-loop threads meet in the store, next to the scaling of
+//    two threads that share nothing (the most this machine can show at that moment).
 // Prints one "name value" pair per line, for bench/run.sh and for people.
 //
 //   sluice_bench_store [--keys N] [--seconds S] [--skip-memory] [--skip-throughput]
-#include <malloc.h>
-
 #include <algorithm>
 #include <atomic>
 #include <charconv>
@@ -17,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <malloc.h>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -76,9 +76,8 @@ LimitCheck check_for(const KeyDigest& key) {
   LimitCheck check;
   check.key = key;
   check.algorithm = Algorithm::token_bucket;
-  check.quota = Quota{.limit = 100,
-                      .window = 3600 * sluice::limit::kMicrosPerSecond,
-                      .burst = 1'000'000'000};
+  check.quota =
+      Quota{.limit = 100, .window = 3600 * sluice::limit::kMicrosPerSecond, .burst = 1'000'000'000};
   return check;
 }
 
@@ -117,8 +116,7 @@ int measure_memory(std::size_t keys) {
   const double held = static_cast<double>(std::max<std::size_t>(1, stats.keys));
   std::printf("rss_bytes_per_key %.1f\n",
               static_cast<double>(rss_after - rss_before) * 1024.0 / held);
-  std::printf("heap_bytes_per_key %.1f\n",
-              static_cast<double>(heap_after - heap_before) / held);
+  std::printf("heap_bytes_per_key %.1f\n", static_cast<double>(heap_after - heap_before) / held);
   return rejected == 0 ? 0 : 1;
 }
 
@@ -147,6 +145,37 @@ double throughput(unsigned threads, bool shared_key, double seconds) {
     });
   }
   go.store(true, std::memory_order_release);
+  const auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop.store(true);
+  for (auto& w : workers)
+    w.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::uint64_t total = 0;
+  for (unsigned t = 0; t < threads; ++t)
+    total += counts[t * 8];
+  return static_cast<double>(total) / secs;
+}
+
+// The same shape of measurement with no shared state at all: how much a second thread can add on
+// this machine right now (a busy neighbour or an overcommitted VM caps every scaling figure).
+double arithmetic_per_sec(unsigned threads, double seconds) {
+  std::atomic<bool> stop{false};
+  std::vector<std::uint64_t> counts(threads * 8, 0);
+  std::vector<std::thread> workers;
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::uint64_t x = t + 1;
+      std::uint64_t n = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (int i = 0; i < 1000; ++i)
+          x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        ++n;
+      }
+      counts[t * 8] = n + (x & 1);  // x keeps the loop from being optimised away
+    });
+  }
   const auto start = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   stop.store(true);
@@ -202,6 +231,9 @@ int main(int argc, char** argv) {
     std::printf("decide_per_sec_one_key_1_thread %.0f\n", one1);
     std::printf("decide_per_sec_one_key_2_threads %.0f\n", one2);
     std::printf("decide_scaling_one_key %.2f\n", one2 / one1);
+    const double cpu1 = arithmetic_per_sec(1, seconds);
+    const double cpu2 = arithmetic_per_sec(2, seconds);
+    std::printf("machine_scaling_no_shared_state %.2f\n", cpu2 / cpu1);
   }
   return status;
 }
