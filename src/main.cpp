@@ -1,3 +1,5 @@
 #include <sluice/app/cli.hpp>
 
-int main(int argc, char** argv) { return sluice::app::run_cli(argc, argv); }
+int main(int argc, char** argv) {
+  return sluice::app::run_cli(argc, argv);
+}
