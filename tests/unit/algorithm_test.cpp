@@ -58,7 +58,7 @@ TEST_CASE("algorithm names round-trip and unknown names are refused", "[algorith
   CHECK_FALSE(parse_algorithm("").has_value());
 }
 
-TEST_CASE("seconds for headers are rounded up; Retry-After is at least 1", "[algorithm]") {
+TEST_CASE("seconds for headers are rounded up, Retry-After is at least 1", "[algorithm]") {
   CHECK(ceil_seconds(-5) == 0);
   CHECK(ceil_seconds(0) == 0);
   CHECK(ceil_seconds(1) == 1);
@@ -328,7 +328,7 @@ TEST_CASE("fixed_window: counts per aligned window", "[algorithm]") {
   }
 }
 
-TEST_CASE("fixed_window admits twice the limit across a boundary; sliding_window does not",
+TEST_CASE("fixed_window admits twice the limit across a boundary, sliding_window does not",
           "[algorithm]") {
   const Micros window = 10 * kSecond;
   const Micros boundary = window_start(kStart, window) + window;

@@ -88,7 +88,7 @@ KeyDigest digest(KeyBuilder& builder, const Route& route, const RequestView& vie
 
 }  // namespace
 
-TEST_CASE("KeyBuilder: one caller, one key; different callers, different keys", "[key]") {
+TEST_CASE("KeyBuilder: one caller, one key, different callers, different keys", "[key]") {
   const Route route = route_with({limit_of("login-per-ip", {KeyPart{{ip_source()}}})});
   KeyBuilder builder;
   const Headers none{};

@@ -157,7 +157,7 @@ TEST_CASE("memory store: a key repeated in one call sees its own tentative state
   }
 }
 
-TEST_CASE("memory store: no checks is allowed; too few verdict slots is a store error",
+TEST_CASE("memory store: no checks is allowed, too few verdict slots is a store error",
           "[memory_store]") {
   ManualClock clock;
   MemoryStore store(clock, 10);
