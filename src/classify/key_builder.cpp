@@ -2,12 +2,16 @@
 // each key part a tag naming the alternative that supplied it (or "missing") and the value with its
 // length. So "user=1.2.3.4" never meets "ip=1.2.3.4", values cannot run into each other, and the
 // shared "anonymous" bucket of callers lacking a part never meets a caller who sends "anonymous".
+// A `path` part is keyed by the path as the router sees it (no matrix parameters, no trailing '/',
+// lower-cased on a case-insensitive route): spellings that reach the same route and handler share
+// one counter, so varying ";x=1" or the case cannot buy a fresh budget.
 #include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstdint>
 
 #include <sluice/classify/key_builder.hpp>
+#include <sluice/classify/path.hpp>
 
 namespace sluice::classify {
 namespace {
@@ -68,6 +72,39 @@ void append_le(std::string& out, std::uint64_t value, int bytes) {
     out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
 }
 
+void write_le(char* out, std::uint64_t value, int bytes) {
+  for (int i = 0; i < bytes; ++i)
+    out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
+}
+
+// "/" and the route segments of `path`, lower-cased when the route ignores case.
+void append_route_path(std::string& out, std::string_view path, bool case_sensitive) {
+  const std::size_t start = out.size();
+  RouteSegments segments(path);
+  std::string_view segment;
+  while (segments.next(segment)) {
+    out.push_back('/');
+    const std::size_t segment_start = out.size();
+    out += segment;
+    if (case_sensitive) continue;
+    for (std::size_t i = segment_start; i < out.size(); ++i) {
+      if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');
+    }
+  }
+  if (out.size() == start) out.push_back('/');
+}
+
+// Appends the chosen value of `part` (nothing for a missing one).
+void append_value(std::string& out, const config::KeyPart& part, const ChosenValue& chosen,
+                  const config::Route& route) {
+  if (chosen.tag == kMissingTag) return;
+  if (part.alternatives[chosen.tag].kind == config::KeySource::Kind::path) {
+    append_route_path(out, chosen.value, route.path.case_sensitive);
+  } else {
+    out += chosen.value;
+  }
+}
+
 void append_source_label(std::string& out, const config::KeySource& source) {
   if (!source.text.empty()) {
     out += source.text;
@@ -112,8 +149,10 @@ void KeyBuilder::build(const config::Route& route, const RequestView& request,
     for (const config::KeyPart& part : limit.key) {
       const ChosenValue chosen = choose(part, route, request, buffer);
       scratch_.push_back(static_cast<char>(chosen.tag));
-      append_le(scratch_, chosen.value.size(), 4);
-      scratch_ += chosen.value;
+      const std::size_t length_at = scratch_.size();
+      append_le(scratch_, 0, 4);
+      append_value(scratch_, part, chosen, route);
+      write_le(scratch_.data() + length_at, scratch_.size() - length_at - 4, 4);
     }
     out[i] = limit::LimitCheck{limit::siphash128(digest_key_, scratch_), limit.algorithm,
                                limit.quota, 1};
@@ -131,7 +170,7 @@ std::string_view KeyBuilder::describe(const config::Route& route, const config::
     if (chosen.tag != kMissingTag) {
       append_source_label(scratch_, part.alternatives[chosen.tag]);
       scratch_.push_back('=');
-      scratch_ += chosen.value;
+      append_value(scratch_, part, chosen, route);
       continue;
     }
     // Missing: name the part as written ("api_key|user=anonymous").

@@ -59,6 +59,7 @@ PathError append_decoded(std::string_view segment, std::string& out) {
     const auto c = static_cast<unsigned char>(segment[i]);
     if (c != '%') {
       if (is_control(c)) return PathError::control_character;
+      if (c == '\\') return PathError::backslash;
       out.push_back(static_cast<char>(c));
       continue;
     }
@@ -94,9 +95,9 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
     return PathError::not_origin_form;
   }
 
-  // A fragment never names a different resource, and upstream parsers cut it off: so do we, or
-  // "/api/login#x" would reach the login handler without matching the login route.
-  raw = raw.substr(0, raw.find('#'));
+  // A request target has no fragment (RFC 9112 3.2): clients cut it off before sending, and
+  // parsers that do not would each place the path's end differently.
+  if (raw.find('#') != std::string_view::npos) return PathError::not_origin_form;
   const std::size_t question = raw.find('?');
   if (question != std::string_view::npos) {
     query = raw.substr(question + 1);
@@ -119,13 +120,15 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
       return error;
     }
     const std::string_view segment = std::string_view(path).substr(segment_start);
-    if (segment == "..") {
+    // "..;x" climbs like ".." in servlet containers, which drop a segment's parameters first.
+    const std::string_view name = segment.substr(0, segment.find(';'));
+    if (name == "..") {
       path.resize(segment_start);
       if (path.size() > 1) {  // drop the previous segment; at the root there is none to drop
         path.pop_back();
         path.resize(path.rfind('/') + 1);
       }
-    } else if (segment == ".") {
+    } else if (name == ".") {
       path.resize(segment_start);
     } else if (!segment.empty() && !last) {
       path.push_back('/');
@@ -134,6 +137,35 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
     raw.remove_prefix(slash + 1);
   }
   return PathError::none;
+}
+
+std::string_view routing_path(std::string_view normalized, std::string& scratch,
+                              std::string& out) {
+  static constexpr std::string_view kEncodedSlash = "%2F";
+  if (normalized.find(kEncodedSlash) == std::string_view::npos) return normalized;
+  scratch.clear();
+  for (std::size_t at = 0;;) {
+    const std::size_t found = normalized.find(kEncodedSlash, at);
+    scratch.append(normalized.substr(at, found - at));
+    if (found == std::string_view::npos) break;
+    scratch.push_back('/');
+    at = found + kEncodedSlash.size();
+  }
+  std::string_view query;
+  // The input is a normalised path with '/' for "%2F": it cannot be malformed.
+  normalize_target(scratch, out, query);
+  return out;
+}
+
+bool RouteSegments::next(std::string_view& segment) noexcept {
+  while (!rest_.empty()) {
+    if (rest_.front() == '/') rest_.remove_prefix(1);
+    const std::string_view whole = rest_.substr(0, rest_.find('/'));
+    segment = whole.substr(0, whole.find(';'));
+    rest_.remove_prefix(whole.size());
+    if (!segment.empty()) return true;
+  }
+  return false;
 }
 
 }  // namespace sluice::classify

@@ -1,27 +1,23 @@
 // Route matching. A trailing '/' on the request path is optional for every pattern, as in Express
 // (non-strict routing): "/api/login/" reaches the same upstream handler as "/api/login", so it
-// must meet the same limits.
+// must meet the same limits. For the same reason matrix parameters are ignored: a Java upstream
+// serves "/api/login;jsessionid=x" with its "/api/login" handler.
+#include <sluice/classify/path.hpp>
 #include <sluice/classify/router.hpp>
 
 namespace sluice::classify {
 namespace {
 
-std::string_view without_trailing_slash(std::string_view s) noexcept {
-  if (s.size() > 1 && s.back() == '/') s.remove_suffix(1);
-  return s;
+char ascii_lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-// The next segment of `rest` (which starts after a '/'), advancing past it and its '/'.
-std::string_view next_segment(std::string_view& rest) noexcept {
-  const std::size_t slash = rest.find('/');
-  const std::string_view segment = rest.substr(0, slash);
-  rest.remove_prefix(slash == std::string_view::npos ? rest.size() : slash + 1);
-  return segment;
-}
-
-std::string_view without_leading_slash(std::string_view s) noexcept {
-  if (!s.empty() && s.front() == '/') s.remove_prefix(1);
-  return s;
+bool equals_ignoring_case(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
 }
 
 bool accepts_method(const config::Route& route, std::string_view method) noexcept {
@@ -39,6 +35,7 @@ bool accepts_method(const config::Route& route, std::string_view method) noexcep
 CompiledPattern::CompiledPattern(const config::PathPattern& pattern) noexcept {
   std::string_view text = pattern.text;
   exact_ = pattern.kind == config::PathPattern::Kind::exact;
+  case_sensitive_ = pattern.case_sensitive;
   if (!exact_) {
     if (text.ends_with("/*")) {
       text.remove_suffix(2);
@@ -50,26 +47,23 @@ CompiledPattern::CompiledPattern(const config::PathPattern& pattern) noexcept {
     // A prefix is a prefix even when written without "/*".
     if (pattern.kind == config::PathPattern::Kind::prefix) any_tail_ = true;
   }
-  body_ = without_trailing_slash(text);
+  body_ = text;
 }
 
 bool CompiledPattern::matches(std::string_view path) const noexcept {
-  path = without_trailing_slash(path);
-  if (exact_) return path == body_;
-
-  std::string_view pattern_rest = without_leading_slash(body_);
-  std::string_view path_rest = without_leading_slash(path);
-  while (!pattern_rest.empty()) {
-    const std::string_view expected = next_segment(pattern_rest);
-    if (path_rest.empty()) return false;
-    const std::string_view actual = next_segment(path_rest);
-    if (expected.size() > 1 && expected.front() == ':') {
-      if (actual.empty()) return false;
-    } else if (expected != actual) {
+  RouteSegments pattern_segments(body_);
+  RouteSegments path_segments(path);
+  std::string_view expected;
+  std::string_view actual;
+  while (pattern_segments.next(expected)) {
+    if (!path_segments.next(actual)) return false;
+    // A ":name" parameter accepts any segment; RouteSegments yields only non-empty ones.
+    if (!exact_ && expected.size() > 1 && expected.front() == ':') continue;
+    if (case_sensitive_ ? expected != actual : !equals_ignoring_case(expected, actual)) {
       return false;
     }
   }
-  return any_tail_ || path_rest.empty();
+  return any_tail_ || !path_segments.next(actual);
 }
 
 Router::Router(const config::Config& config) : config_(config) {

@@ -21,6 +21,7 @@
 #include <sluice/classify/path.hpp>
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
+#include <sluice/config/size.hpp>
 #include <sluice/limit/key.hpp>
 #include <sluice/redis/client.hpp>
 
@@ -46,8 +47,17 @@ constexpr std::chrono::microseconds kMaxTimeout = 24h;
 constexpr std::int64_t kMaxThreads = 256;
 constexpr std::int64_t kMaxStoreKeys = 1'000'000'000;
 
-constexpr std::string_view kTopKeys[] = {"listen", "threads",   "trusted_proxies", "headers",
-                                         "store",  "upstreams", "identities",      "routes"};
+constexpr std::string_view kTopKeys[] = {
+    "listen",    "threads",    "trusted_proxies",      "headers", "client", "store",
+    "upstreams", "identities", "case_sensitive_paths", "routes"};
+constexpr std::string_view kClientKeys[] = {"max_connections", "max_header_bytes", "max_uri_bytes",
+                                            "max_body",        "header_timeout",   "idle_timeout",
+                                            "body_timeout",    "send_timeout"};
+constexpr std::int64_t kMaxClientConnections = 1'000'000;
+constexpr std::uint64_t kMinHeaderBytes = 1024;
+constexpr std::uint64_t kMaxHeaderBytes = 1024 * 1024;
+constexpr std::uint64_t kMinUriBytes = 256;
+constexpr std::uint64_t kUnlimitedBytes = std::numeric_limits<std::uint64_t>::max();
 constexpr std::string_view kStoreKeys[] = {"type", "max_keys", "redis"};
 constexpr std::string_view kStoreTypes[] = {"memory", "redis"};
 constexpr std::string_view kRedisKeys[] = {"url", "timeout", "connections", "key_salt"};
@@ -58,8 +68,9 @@ constexpr std::int64_t kMaxRedisConnections = 16;
 constexpr std::string_view kStoreErrorModes[] = {"allow", "deny", "local"};
 constexpr std::string_view kUpstreamKeys[] = {"servers", "connect_timeout", "timeout"};
 constexpr std::string_view kIdentityKeys[] = {"header"};
-constexpr std::string_view kRouteKeys[] = {"name", "match", "upstream", "limits", "on_store_error"};
-constexpr std::string_view kMatchKeys[] = {"path", "methods"};
+constexpr std::string_view kRouteKeys[] = {"name",   "match",          "upstream",
+                                           "limits", "on_store_error", "max_body"};
+constexpr std::string_view kMatchKeys[] = {"path", "methods", "case_sensitive"};
 constexpr std::string_view kLimitKeys[] = {"name", "key", "algorithm", "limit", "window", "burst"};
 constexpr std::string_view kMethods[] = {"GET",    "HEAD",  "POST",   "PUT",
                                          "DELETE", "PATCH", "OPTIONS"};
@@ -313,6 +324,12 @@ std::optional<PathPattern> parse_path_pattern(std::string_view text, std::string
     why = "it cannot contain '?' or '#' (only the path is matched, never the query)";
     return std::nullopt;
   }
+  if (text.find(';') != std::string_view::npos) {
+    why =
+        "it cannot contain ';' (matrix parameters such as ';jsessionid=1' are ignored when "
+        "matching, so such a pattern would never match)";
+    return std::nullopt;
+  }
   const auto star = text.find('*');
   const bool prefix = star != std::string_view::npos;
   if (prefix && (star != text.size() - 1 || text[star - 1] != '/')) {
@@ -334,6 +351,9 @@ std::optional<PathPattern> parse_path_pattern(std::string_view text, std::string
       return std::nullopt;
     case classify::PathError::not_origin_form:
       why = "it must start with '/'";
+      return std::nullopt;
+    case classify::PathError::backslash:
+      why = "it contains a '\\' (requests with one are rejected with 400)";
       return std::nullopt;
   }
   bool has_params = false;
@@ -521,6 +541,75 @@ class Loader {
     return value;
   }
 
+  // A size within [min, max]; `unlimited` (when allowed) is returned as 0.
+  std::optional<std::uint64_t> size(const Field& field, std::uint64_t min, std::uint64_t max,
+                                    std::string_view why_max = "", bool unlimited_allowed = false) {
+    const std::string_view what =
+        unlimited_allowed ? "a size such as 10MiB, or 'unlimited'" : "a size such as 32KiB";
+    const auto text = scalar(field, what);
+    if (!text) return std::nullopt;
+    if (unlimited_allowed && *text == "unlimited") return 0;
+    const auto value = parse_size(*text);
+    if (!value) {
+      error(field.value_mark, "bad size " + quoted(*text) + " for " + quoted(field.key) + ": " +
+                                  size_hint(*text, unlimited_allowed));
+      return std::nullopt;
+    }
+    if (*value < min || *value > max) {
+      const std::string unlimited = unlimited_allowed ? " (or 'unlimited')" : "";
+      error(field.value_mark,
+            quoted(field.key) +
+                (max == kUnlimitedBytes ? " must be at least " + format_size(min) + unlimited
+                                        : " must be from " + format_size(min) + " to " +
+                                              format_size(max) + unlimited + std::string(why_max)) +
+                ", found " + *text);
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  // Why `text` is not a size, suggesting the binary spelling of a decimal or miscased unit.
+  static std::string size_hint(std::string_view text, bool unlimited_allowed) {
+    const auto digits_end =
+        std::find_if(text.begin(), text.end(), [](char c) { return !is_digit(c); });
+    const std::string_view digits(text.begin(), digits_end);
+    const std::string unit = to_lower(text.substr(digits.size()));
+    struct Spelling {
+      std::string_view binary;
+      std::uint64_t multiplier;  // of the decimal reading
+      int shift;                 // of the binary reading
+    };
+    std::optional<Spelling> spelling;
+    if (unit == "k" || unit == "kb" || unit == "kib") spelling = Spelling{"KiB", 1000, 10};
+    if (unit == "m" || unit == "mb" || unit == "mib") spelling = Spelling{"MiB", 1'000'000, 20};
+    if (unit == "g" || unit == "gb" || unit == "gib") spelling = Spelling{"GiB", 1'000'000'000, 30};
+    const auto count = parse_whole(digits);
+    if (spelling && count && *count < (std::int64_t{1} << 32)) {
+      const auto n = static_cast<std::uint64_t>(*count);
+      std::string hint = "units are binary and spelled B, KiB, MiB, GiB: write " +
+                         std::string(digits) + std::string(spelling->binary) + " for " +
+                         std::to_string(n << spelling->shift) + " bytes";
+      if (!unit.ends_with("ib")) {
+        hint += ", or " + std::to_string(n * spelling->multiplier) + " for " +
+                std::to_string(n * spelling->multiplier) + " bytes";
+      }
+      return hint;
+    }
+    return std::string(
+               "expected a whole number of bytes and an optional unit (B, KiB, MiB or "
+               "GiB), e.g. 32KiB") +
+           (unlimited_allowed ? ", or 'unlimited'" : "");
+  }
+
+  std::optional<bool> boolean(const Field& field) {
+    const auto text = scalar(field, "true or false");
+    if (!text) return std::nullopt;
+    if (*text == "true") return true;
+    if (*text == "false") return false;
+    error(field.value_mark, quoted(field.key) + " must be true or false, found " + quoted(*text));
+    return std::nullopt;
+  }
+
   // Reports a required key as missing, unless an unknown key in the same map is a typo of it (that
   // error, with its "did you mean", already tells the whole story).
   void missing(const Fields& fields, std::span<const std::string_view> allowed, Mark at,
@@ -558,6 +647,11 @@ class Loader {
     if (const Field* f = find(fields, "trusted_proxies")) load_trusted_proxies(*f);
     if (const Field* f = find(fields, "headers")) load_headers(*f);
     if (const Field* f = find(fields, "store")) load_store(*f);
+    // Routes take their defaults from these, so they load first wherever they are.
+    if (const Field* f = find(fields, "client")) load_client(*f);
+    if (const Field* f = find(fields, "case_sensitive_paths")) {
+      if (const auto value = boolean(*f)) config_.case_sensitive_paths = *value;
+    }
 
     // Routes refer to upstreams and identities by name, so those load first wherever they are.
     if (const Field* f = find(fields, "upstreams")) {
@@ -631,6 +725,55 @@ class Loader {
     }
     error(f.value_mark, "'headers' must be one of " + join(kHeaderStyles, ", ") + ", found " +
                             quoted(*text) + did_you_mean(*text, kHeaderStyles));
+  }
+
+  void load_client(const Field& f) {
+    const auto fields = map_of(f, "e.g. { max_connections: 10000, header_timeout: 10s }");
+    if (!fields) return;
+    check_keys(*fields, kClientKeys, "in 'client'");
+    ClientLimits& client = config_.client;
+    if (const Field* n = find(*fields, "max_connections")) {
+      if (const auto value = whole_number(*n, 1, kMaxClientConnections, " per process")) {
+        client.max_connections = static_cast<std::size_t>(*value);
+      }
+    }
+    bool header_bytes_known = true;
+    if (const Field* n = find(*fields, "max_header_bytes")) {
+      const auto value = size(*n, kMinHeaderBytes, kMaxHeaderBytes);
+      if (value) client.max_header_bytes = static_cast<std::size_t>(*value);
+      header_bytes_known = value.has_value();
+    }
+    if (const Field* n = find(*fields, "max_uri_bytes")) {
+      // The request target is part of the header section, so it cannot be allowed more room. When
+      // max_header_bytes is broken (reported), its own bound stands in, to avoid a second error.
+      const std::uint64_t max = header_bytes_known ? client.max_header_bytes : kMaxHeaderBytes;
+      if (const auto value = size(*n, kMinUriBytes, max,
+                                  header_bytes_known ? " (max_header_bytes, which includes the "
+                                                       "request target)"
+                                                     : "")) {
+        client.max_uri_bytes = static_cast<std::size_t>(*value);
+      }
+    } else if (client.max_uri_bytes > client.max_header_bytes) {
+      client.max_uri_bytes = client.max_header_bytes;  // the default shrinks with a small header
+    }
+    if (const Field* n = find(*fields, "max_body")) {
+      if (const auto value = size(*n, 1, kUnlimitedBytes, "", /*unlimited_allowed=*/true)) {
+        client.max_body = *value;
+      }
+    }
+    const std::pair<std::string_view, Milliseconds*> timeouts[] = {
+        {"header_timeout", &client.header_timeout},
+        {"idle_timeout", &client.idle_timeout},
+        {"body_timeout", &client.body_timeout},
+        {"send_timeout", &client.send_timeout},
+    };
+    for (const auto& [key, target] : timeouts) {
+      if (const Field* t = find(*fields, key)) {
+        if (const auto d = duration(*t, kMinTimeout, kMaxTimeout)) {
+          *target = std::chrono::duration_cast<Milliseconds>(*d);
+        }
+      }
+    }
   }
 
   void load_store(const Field& f) {
@@ -840,6 +983,7 @@ class Loader {
       }
       Route route;
       route.mark = mark_of(item);
+      route.max_body = config_.client.max_body;
       const Fields fields = read_map(item);
 
       std::string owner = "a route";
@@ -873,6 +1017,12 @@ class Loader {
       }
       if (const Field* limits = find(fields, "limits")) load_limits(*limits, owner, route);
       if (const Field* mode = find(fields, "on_store_error")) load_on_store_error(*mode, route);
+      if (const Field* max_body = find(fields, "max_body")) {
+        if (const auto value =
+                size(*max_body, 1, kUnlimitedBytes, "", /*unlimited_allowed=*/true)) {
+          route.max_body = *value;
+        }
+      }
       config_.routes.push_back(std::move(route));
     }
   }
@@ -881,11 +1031,17 @@ class Loader {
     const auto fields = map_of(f, "e.g. { path: /api/login, methods: [POST] }");
     if (!fields) return;
     check_keys(*fields, kMatchKeys, "in 'match' of " + owner);
+    route.path.case_sensitive = config_.case_sensitive_paths;
+    if (const Field* case_sensitive = find(*fields, "case_sensitive")) {
+      if (const auto value = boolean(*case_sensitive)) route.path.case_sensitive = *value;
+    }
     if (const Field* path = find(*fields, "path")) {
       if (const auto text = scalar(*path, "a path such as /api/*")) {
         std::string why;
         if (auto pattern = parse_path_pattern(*text, why)) {
+          const bool case_sensitive = route.path.case_sensitive;
           route.path = std::move(*pattern);
+          route.path.case_sensitive = case_sensitive;
         } else {
           error(path->value_mark, "bad path pattern " + quoted(*text) + ": " + why);
         }

@@ -6,6 +6,7 @@
 
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
+#include <sluice/config/size.hpp>
 #include <sluice/redis/client.hpp>
 
 namespace sluice::config {
@@ -102,6 +103,41 @@ std::string_view to_string(OnStoreError mode) {
   return "?";
 }
 
+std::string format_body_limit(std::uint64_t bytes) {
+  return bytes == 0 ? "unlimited" : format_size(bytes);
+}
+
+// The client limits that differ from their defaults, e.g. "max_connections 500, header_timeout 5s";
+// empty when all are defaults (the common case needs no line).
+std::string format_client_limits(const ClientLimits& client) {
+  const ClientLimits defaults;
+  std::string out;
+  const auto add = [&out](std::string_view key, const std::string& value) {
+    if (!out.empty()) out += ", ";
+    out += std::string(key) + " " + value;
+  };
+  if (client.max_connections != defaults.max_connections) {
+    add("max_connections", std::to_string(client.max_connections));
+  }
+  if (client.max_header_bytes != defaults.max_header_bytes) {
+    add("max_header_bytes", format_size(client.max_header_bytes));
+  }
+  if (client.max_uri_bytes != defaults.max_uri_bytes) {
+    add("max_uri_bytes", format_size(client.max_uri_bytes));
+  }
+  if (client.max_body != defaults.max_body) add("max_body", format_body_limit(client.max_body));
+  const std::pair<std::string_view, Milliseconds ClientLimits::*> timeouts[] = {
+      {"header_timeout", &ClientLimits::header_timeout},
+      {"idle_timeout", &ClientLimits::idle_timeout},
+      {"body_timeout", &ClientLimits::body_timeout},
+      {"send_timeout", &ClientLimits::send_timeout},
+  };
+  for (const auto& [key, member] : timeouts) {
+    if (client.*member != defaults.*member) add(key, format_duration(client.*member));
+  }
+  return out;
+}
+
 void pad(std::string& out, std::string_view text, std::size_t width) {
   out += text;
   if (text.size() < width) out.append(width - text.size(), ' ');
@@ -126,6 +162,10 @@ std::string summarize(const Config& config) {
     out += format_cidr(config.trusted_proxies[i]);
   }
   out += "\n";
+
+  if (const std::string client = format_client_limits(config.client); !client.empty()) {
+    out += "client " + client + "\n";
+  }
 
   if (!config.identities.empty()) {
     out += "identities ";
@@ -183,11 +223,19 @@ std::string summarize(const Config& config) {
     pad(out, route.name, route_width);
     pad(out, format_methods(route), methods_width);
     out += route.path.text + " -> " + config.upstreams.at(route.upstream).name;
+    std::string notes;
+    const auto note = [&notes](const std::string& text) {
+      notes += notes.empty() ? "  (" : ", ";
+      notes += text;
+    };
     // What a Redis outage means for the route; the default (allow) only when it matters.
     if (!route.limits.empty() &&
         (config.store.type == StoreType::redis || route.on_store_error != OnStoreError::allow)) {
-      out += "  (on store error: " + std::string(to_string(route.on_store_error)) + ")";
+      note("on store error: " + std::string(to_string(route.on_store_error)));
     }
+    if (!route.path.case_sensitive) note("case-insensitive");
+    if (route.max_body != 0) note("max body " + format_size(route.max_body));
+    if (!notes.empty()) out += notes + ")";
     out += "\n";
     const std::string indent(2 + route_width, ' ');
     if (route.limits.empty()) out += indent + "no limits\n";

@@ -6,6 +6,7 @@
 
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
+#include <sluice/config/size.hpp>
 
 using namespace sluice;
 using namespace sluice::config;
@@ -73,7 +74,7 @@ std::string with_setting(const std::string& line) {
 
 }  // namespace
 
-TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
+TEST_CASE("the shipped config/sluice.yaml loads with the values it documents", "[config]") {
   const LoadResult r = load_file(SLUICE_SOURCE_DIR "/config/sluice.yaml");
   INFO(all_errors(r));
   REQUIRE(r.ok());
@@ -86,6 +87,17 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
   CHECK(c.headers == HeaderStyle::both);
   CHECK(c.store.type == StoreType::memory);
   CHECK(c.store.max_keys == 1'000'000);
+  // The client block spells out the defaults: written or left out, the same limits.
+  const ClientLimits defaults;
+  CHECK(c.client.max_connections == defaults.max_connections);
+  CHECK(c.client.max_header_bytes == defaults.max_header_bytes);
+  CHECK(c.client.max_uri_bytes == defaults.max_uri_bytes);
+  CHECK(c.client.max_body == defaults.max_body);
+  CHECK(c.client.header_timeout == defaults.header_timeout);
+  CHECK(c.client.idle_timeout == defaults.idle_timeout);
+  CHECK(c.client.body_timeout == defaults.body_timeout);
+  CHECK(c.client.send_timeout == defaults.send_timeout);
+  CHECK(c.case_sensitive_paths);
 
   REQUIRE(c.upstreams.size() == 1);
   CHECK(c.upstreams[0].name == "api");
@@ -108,6 +120,8 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
   CHECK(login.path.text == "/api/login");
   CHECK(login.methods == std::vector<std::string>{"POST"});
   CHECK(login.upstream == 0);
+  CHECK(login.max_body == 0);  // client.max_body: unlimited
+  CHECK(login.path.case_sensitive);
   REQUIRE(login.limits.size() == 1);
   const Limit& per_ip = login.limits[0];
   CHECK(per_ip.name == "login-per-ip");
@@ -123,6 +137,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
   CHECK(search.path.kind == PathPattern::Kind::prefix);
   CHECK(search.path.text == "/api/search/*");
   CHECK(search.methods.empty());
+  CHECK(search.max_body == 1024 * 1024);
   REQUIRE(search.limits.size() == 1);
   const Limit& per_user = search.limits[0];
   CHECK(per_user.algorithm == limit::Algorithm::token_bucket);
@@ -145,7 +160,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents") {
   CHECK(fallback.limits.empty());
 }
 
-TEST_CASE("every setting left out takes its documented default") {
+TEST_CASE("every setting left out takes its documented default", "[config]") {
   const auto c = load_ok(R"(upstreams:
   api: { servers: ["127.0.0.1:3000"] }
 routes:
@@ -172,9 +187,20 @@ routes:
   CHECK(c->routes[0].methods.empty());             // any method
   CHECK(c->routes[0].limits.empty());              // just proxied
   CHECK(c->routes[1].limits[0].quota.burst == 7);  // burst defaults to limit
+  CHECK(c->client.max_connections == 10000);
+  CHECK(c->client.max_header_bytes == 32 * 1024);
+  CHECK(c->client.max_uri_bytes == 8 * 1024);
+  CHECK(c->client.max_body == 0);  // unlimited
+  CHECK(c->client.header_timeout == 10s);
+  CHECK(c->client.idle_timeout == 60s);
+  CHECK(c->client.body_timeout == 60s);
+  CHECK(c->client.send_timeout == 60s);
+  CHECK(c->case_sensitive_paths);
+  CHECK(c->routes[0].max_body == 0);
+  CHECK(c->routes[0].path.case_sensitive);
 }
 
-TEST_CASE("settings written out are taken as written") {
+TEST_CASE("settings written out are taken as written", "[config]") {
   const auto c = load_ok(R"(listen: "[::1]:9000"
 threads: 3
 trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.168.1.7]
@@ -233,7 +259,7 @@ routes:
   CHECK(c->routes[1].path.text == "/api/v1/*");
 }
 
-TEST_CASE("listen accepts IP literals and localhost") {
+TEST_CASE("listen accepts IP literals and localhost", "[config]") {
   CHECK(load_ok(with_setting("listen: localhost:9000"))->listen.host == "localhost");
   CHECK(load_ok(with_setting("listen: \"[::]:80\""))->listen.host == "::");
   CHECK(load_ok(with_setting("listen: 127.0.0.1:1"))->listen.port == 1);
@@ -244,7 +270,7 @@ TEST_CASE("listen accepts IP literals and localhost") {
   CHECK(load_ok(with_setting("trusted_proxies:"))->trusted_proxies.empty());
 }
 
-TEST_CASE("durations: a positive whole number and one unit") {
+TEST_CASE("durations: a positive whole number and one unit", "[config]") {
   CHECK(parse_duration("250ms") == 250ms);
   CHECK(parse_duration("1ms") == 1ms);
   CHECK(parse_duration("10s") == 10s);
@@ -272,13 +298,13 @@ TEST_CASE("durations: a positive whole number and one unit") {
   }
 }
 
-TEST_CASE("Error::to_string is file:line:column: message") {
+TEST_CASE("Error::to_string is file:line:column: message", "[config]") {
   CHECK(Error{"a.yaml", 3, 7, "boom"}.to_string() == "a.yaml:3:7: boom");
   // Whole-file problems have no position.
   CHECK(Error{"a.yaml", 0, 0, "cannot read: x"}.to_string() == "a.yaml: cannot read: x");
 }
 
-TEST_CASE("an unreadable file is one error without a position") {
+TEST_CASE("an unreadable file is one error without a position", "[config]") {
   const LoadResult r = load_file("/nonexistent/sluice.yaml");
   REQUIRE_FALSE(r.ok());
   REQUIRE(r.errors.size() == 1);
@@ -286,7 +312,7 @@ TEST_CASE("an unreadable file is one error without a position") {
         "/nonexistent/sluice.yaml: cannot read: No such file or directory");
 }
 
-TEST_CASE("YAML syntax errors point at the place the parser gave up") {
+TEST_CASE("YAML syntax errors point at the place the parser gave up", "[config]") {
   CHECK(only_error("routes:\n  - name: a\n    match: { path: /x\n  - name: b\n") ==
         "t.yaml:4:9: YAML syntax error: end of map flow not found");
   CHECK(only_error("") ==
@@ -297,12 +323,13 @@ TEST_CASE("YAML syntax errors point at the place the parser gave up") {
         "upstreams, routes, ...), found a list");
 }
 
-TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is close") {
+TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is close", "[config]") {
   CHECK(only_error(with_setting("thread: 2")) ==
         "t.yaml:1:1: unknown key 'thread' at the top level (did you mean 'threads'?)");
   CHECK(only_error(with_setting("colour: blue")) ==
         "t.yaml:1:1: unknown key 'colour' at the top level; expected one of listen, threads, "
-        "trusted_proxies, headers, store, upstreams, identities, routes");
+        "trusted_proxies, headers, client, store, upstreams, identities, case_sensitive_paths, "
+        "routes");
   CHECK(only_error(with_setting("store: { type: memory, max_key: 5 }")) ==
         "t.yaml:1:24: unknown key 'max_key' in 'store' (did you mean 'max_keys'?)");
   CHECK(only_error(with_route("{ name: r, match: { path: /r, method: [GET] }, upstream: api }")) ==
@@ -318,13 +345,13 @@ TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is c
         "t.yaml:2:23: unknown key 'headr' in identity 'user' (did you mean 'header'?)");
 }
 
-TEST_CASE("a typo in a limit names the key it probably meant, and nothing else") {
+TEST_CASE("a typo in a limit names the key it probably meant, and nothing else", "[config]") {
   // The misspelled required key is not also reported as missing.
   CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, windw: 10m }")) ==
         "t.yaml:8:58: unknown key 'windw' in limit 'x' (did you mean 'window'?)");
 }
 
-TEST_CASE("the shipped typo example is reported at the typo") {
+TEST_CASE("the shipped typo example is reported at the typo", "[config]") {
   const LoadResult r = load_file(SLUICE_SOURCE_DIR "/tests/data/typo.yaml");
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].line == 22);
@@ -334,7 +361,7 @@ TEST_CASE("the shipped typo example is reported at the typo") {
         "'window'?)");
 }
 
-TEST_CASE("a key given twice in one map is an error, not a silent pick") {
+TEST_CASE("a key given twice in one map is an error, not a silent pick", "[config]") {
   CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 5, window: 1s, "
                               "limit: 6 }")) ==
         "t.yaml:8:70: duplicate key 'limit' (first at line 8, column 48)");
@@ -351,7 +378,7 @@ TEST_CASE("a key given twice in one map is an error, not a silent pick") {
         "t.yaml:4:3: duplicate identity 'user' (first at line 3, column 3)");
 }
 
-TEST_CASE("values of the wrong type are reported at the value") {
+TEST_CASE("values of the wrong type are reported at the value", "[config]") {
   CHECK(only_error(with_route("{ name: r, match: { path: /r, methods: GET }, upstream: api }")) ==
         "t.yaml:3:44: 'methods' must be a list, e.g. [GET, POST], found the value 'GET'");
   CHECK(only_error(with_route("{ name: r, match: /r, upstream: api }")) ==
@@ -368,7 +395,7 @@ TEST_CASE("values of the wrong type are reported at the value") {
         "t.yaml:2:9: 'routes' must be a list, e.g. - name: login ..., found a map");
 }
 
-TEST_CASE("bad durations say what a duration looks like") {
+TEST_CASE("bad durations say what a duration looks like", "[config]") {
   const std::string prefix = "{ name: x, key: [ip], algorithm: gcra, limit: 5, window: ";
   // The window value starts at column 9 + prefix length.
   CHECK(only_error(with_limit(prefix + "10 }")) ==
@@ -389,7 +416,7 @@ TEST_CASE("bad durations say what a duration looks like") {
         "2s");
 }
 
-TEST_CASE("limit and window stay within what the algorithms compute exactly") {
+TEST_CASE("limit and window stay within what the algorithms compute exactly", "[config]") {
   const std::string precision = " (larger values would lose precision in the algorithms)";
   CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 0, window: 1s }")) ==
         "t.yaml:8:55: 'limit' must be from 1 to 1000000000" + precision + ", found 0");
@@ -406,7 +433,7 @@ TEST_CASE("limit and window stay within what the algorithms compute exactly") {
   load_ok(with_limit("{ name: x, key: [ip], algorithm: gcra, limit: 1, window: 1ms }"));
 }
 
-TEST_CASE("the algorithm is required and must be one of the four") {
+TEST_CASE("the algorithm is required and must be one of the four", "[config]") {
   CHECK(only_error(with_limit("{ name: x, key: [ip], algorithm: leaky, limit: 5, window: 1s }")) ==
         "t.yaml:8:42: unknown algorithm 'leaky'; expected one of token_bucket, gcra, "
         "sliding_window, fixed_window");
@@ -419,7 +446,7 @@ TEST_CASE("the algorithm is required and must be one of the four") {
         "fixed_window)");
 }
 
-TEST_CASE("burst belongs to the bucket algorithms only") {
+TEST_CASE("burst belongs to the bucket algorithms only", "[config]") {
   for (const char* algorithm : {"fixed_window", "sliding_window"}) {
     INFO(algorithm);
     const std::string limit = "{ name: x, key: [ip], algorithm: " + std::string(algorithm) +
@@ -436,7 +463,7 @@ TEST_CASE("burst belongs to the bucket algorithms only") {
             .quota.burst == 20);
 }
 
-TEST_CASE("key parts must be known") {
+TEST_CASE("key parts must be known", "[config]") {
   const std::string head = "{ name: x, algorithm: gcra, limit: 5, window: 1s, key: ";
   // The key list starts at column 9 + head length = 64.
   CHECK(only_error(with_limit(head + "[ipp] }")) ==
@@ -458,7 +485,7 @@ TEST_CASE("key parts must be known") {
         "caller");
 }
 
-TEST_CASE("an identity cannot take a built-in key part's name") {
+TEST_CASE("an identity cannot take a built-in key part's name", "[config]") {
   CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
                    "identities: { ip: { header: X-Ip } }\n"
                    "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
@@ -471,7 +498,7 @@ TEST_CASE("an identity cannot take a built-in key part's name") {
         "!#$%&'*+-.^_`|~ only, e.g. X-API-Key)");
 }
 
-TEST_CASE("routes must name a defined upstream") {
+TEST_CASE("routes must name a defined upstream", "[config]") {
   CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: apii }")) ==
         "t.yaml:3:47: route 'r' names upstream 'apii', which is not defined (did you mean 'api'?)");
   CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: billing }")) ==
@@ -479,7 +506,7 @@ TEST_CASE("routes must name a defined upstream") {
         "upstreams: api");
 }
 
-TEST_CASE("route names are unique") {
+TEST_CASE("route names are unique", "[config]") {
   CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
                    "routes:\n"
                    "  - { name: r, match: { path: /a }, upstream: api }\n"
@@ -487,7 +514,7 @@ TEST_CASE("route names are unique") {
         "t.yaml:4:13: duplicate route name 'r' (first at line 3, column 13)");
 }
 
-TEST_CASE("required fields are reported as missing on their map") {
+TEST_CASE("required fields are reported as missing on their map", "[config]") {
   CHECK(only_error(with_route("{ match: { path: /r }, upstream: api }")) ==
         "t.yaml:3:5: a route needs 'name' (e.g. name: login)");
   CHECK(only_error(with_route("{ name: r, upstream: api }")) ==
@@ -511,7 +538,7 @@ TEST_CASE("required fields are reported as missing on their map") {
         "t.yaml:1:1: the config needs 'routes' (which requests to proxy, and their limits)");
 }
 
-TEST_CASE("path patterns are checked") {
+TEST_CASE("path patterns are checked", "[config]") {
   const auto path_error = [](const std::string& path) {
     return only_error(with_route("{ name: r, match: { path: \"" + path + "\" }, upstream: api }"));
   };
@@ -536,7 +563,7 @@ TEST_CASE("path patterns are checked") {
         "query)");
 }
 
-TEST_CASE("methods are the HTTP methods sluice proxies") {
+TEST_CASE("methods are the HTTP methods sluice proxies", "[config]") {
   CHECK(only_error(with_route(
             "{ name: r, match: { path: /r, methods: [GET, CONNECT] }, upstream: api }")) ==
         "t.yaml:3:50: unknown method 'CONNECT'; expected one of GET, HEAD, POST, PUT, DELETE, "
@@ -549,7 +576,7 @@ TEST_CASE("methods are the HTTP methods sluice proxies") {
         "t.yaml:3:44: 'methods' is empty: leave it out to match every method");
 }
 
-TEST_CASE("top-level settings are checked") {
+TEST_CASE("top-level settings are checked", "[config]") {
   CHECK(only_error(with_setting("listen: 0.0.0.0:80800")) ==
         "t.yaml:1:9: bad listen address '0.0.0.0:80800': port '80800' must be a number from 1 to "
         "65535");
@@ -577,7 +604,7 @@ TEST_CASE("top-level settings are checked") {
         "t.yaml:1:34: 'max_keys' must be from 1 to 1000000000, found 0");
 }
 
-TEST_CASE("upstream servers are host:port") {
+TEST_CASE("upstream servers are host:port", "[config]") {
   const auto servers_error = [](const std::string& servers) {
     return only_error("upstreams: { api: { servers: " + servers +
                       " } }\nroutes: [{ name: r, match: { path: /r }, upstream: api }]\n");
@@ -601,7 +628,7 @@ TEST_CASE("upstream servers are host:port") {
         "must be a number from 1 to 65535");
 }
 
-TEST_CASE("several errors in one file are all reported, in file order") {
+TEST_CASE("several errors in one file are all reported, in file order", "[config]") {
   const LoadResult r = load_string(R"(listen: 0.0.0.0:99999
 threads: many
 routes:
@@ -638,7 +665,7 @@ upstreams:
                  });
 }
 
-TEST_CASE("no cascades: a broken section does not make its users look broken") {
+TEST_CASE("no cascades: a broken section does not make its users look broken", "[config]") {
   // upstreams is not a map: one error, not one more per route naming 'api'.
   CHECK(only_error("upstreams: [api]\n"
                    "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
@@ -658,7 +685,7 @@ std::uint64_t hash_of(const std::string& limit) {
 
 }  // namespace
 
-TEST_CASE("a limit's identity hash follows its definition, not its position") {
+TEST_CASE("a limit's identity hash follows its definition, not its position", "[config]") {
   const std::string base =
       "{ name: x, key: [\"user|ip\"], algorithm: gcra, limit: 5, window: 1s, burst: 2 }";
   const std::uint64_t h = hash_of(base);
@@ -705,7 +732,7 @@ routes:
   CHECK(c->routes[1].limits[0].identity_hash != h);
 }
 
-TEST_CASE("one limit name in several routes is one limit only when defined alike") {
+TEST_CASE("one limit name in several routes is one limit only when defined alike", "[config]") {
   // Shared on purpose: e.g. one per-user budget across routes. Same definition, same counters.
   const auto c = load_ok(R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
 routes:
@@ -746,7 +773,7 @@ routes:
         "t.yaml:9:9: limit 'x' appears twice in route 'r' (first at line 8, column 9)");
 }
 
-TEST_CASE("names are plain words, safe in keys, labels and logs") {
+TEST_CASE("names are plain words, safe in keys, labels and logs", "[config]") {
   CHECK(only_error(with_route("{ name: \"log in\", match: { path: /r }, upstream: api }")) ==
         "t.yaml:3:13: route name 'log in' must be 1 to 64 letters, digits, '-', '_' or '.'");
   CHECK(only_error(
@@ -754,7 +781,7 @@ TEST_CASE("names are plain words, safe in keys, labels and logs") {
         "t.yaml:8:17: limit name 'a|b' must be 1 to 64 letters, digits, '-', '_' or '.'");
 }
 
-TEST_CASE("summarize shows listen, upstreams, routes and limits on one screen") {
+TEST_CASE("summarize shows listen, upstreams, routes and limits on one screen", "[config]") {
   const auto c = load_ok(R"(listen: 127.0.0.1:8080
 threads: 2
 trusted_proxies: [10.0.0.0/8]
@@ -798,7 +825,7 @@ routes:
         "          no limits\n");
 }
 
-TEST_CASE("the redis store: its settings, their defaults, and what is checked") {
+TEST_CASE("the redis store: its settings, their defaults, and what is checked", "[config]") {
   SECTION("defaults") {
     const auto c = load_ok(with_setting("store: { type: redis }"));
     CHECK(c->store.type == StoreType::redis);
@@ -866,7 +893,7 @@ routes: [{ name: r, match: { path: /r }, upstream: api }]
   }
 }
 
-TEST_CASE("on_store_error is per route: allow by default, deny or local") {
+TEST_CASE("on_store_error is per route: allow by default, deny or local", "[config]") {
   const auto route_with = [](const std::string& mode) {
     return with_route(
         "{ name: r, match: { path: /r }, upstream: api, on_store_error: " + mode +
@@ -888,7 +915,8 @@ TEST_CASE("on_store_error is per route: allow by default, deny or local") {
         "t.yaml:3:52: unknown key 'on_store_eror' in route 'r' (did you mean 'on_store_error'?)");
 }
 
-TEST_CASE("summarize names the redis store without its password, and each route's fallback") {
+TEST_CASE("summarize names the redis store without its password, and each route's fallback",
+          "[config]") {
   const auto c = load_ok(R"(listen: 127.0.0.1:8080
 threads: 2
 store:
@@ -923,4 +951,312 @@ routes:
         "         per-ip  gcra  5 per 1m, burst 5  key ip\n"
         "  rest   * /* -> api\n"
         "         no limits\n");
+}
+
+TEST_CASE("sizes: a whole number of bytes and an optional binary unit", "[config]") {
+  const std::pair<const char*, std::uint64_t> good[] = {
+      {"0", 0},
+      {"512", 512},
+      {"512B", 512},
+      {"1KiB", 1024},
+      {"32KiB", 32 * 1024},
+      {"10MiB", 10 * 1024 * 1024},
+      {"1GiB", std::uint64_t{1} << 30},
+      {"1024GiB", std::uint64_t{1} << 40},
+      {"18446744073709551615", 18446744073709551615ull},
+  };
+  for (const auto& [text, bytes] : good) {
+    INFO(text);
+    CHECK(parse_size(text) == bytes);
+  }
+  for (const char* bad : {"",
+                          "B",
+                          "KiB",
+                          "32KB",
+                          "32kb",
+                          "32K",
+                          "32k",
+                          "10MB",
+                          "1GB",
+                          "32kib",
+                          "32KIB",
+                          "1.5KiB",
+                          "-1",
+                          "+1",
+                          " 32KiB",
+                          "32 KiB",
+                          "32KiB ",
+                          "1TiB",
+                          "32KiBB",
+                          "18446744073709551616",
+                          "17179869184GiB",
+                          "unlimited"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_size(bad).has_value());
+  }
+
+  CHECK(format_size(0) == "0B");
+  CHECK(format_size(1500) == "1500B");
+  CHECK(format_size(32 * 1024) == "32KiB");
+  CHECK(format_size(1536) == "1536B");
+  CHECK(format_size(3 * 1024 * 1024) == "3MiB");
+  CHECK(format_size(std::uint64_t{2} << 30) == "2GiB");
+  for (const char* text : {"1B", "1KiB", "1023KiB", "1MiB", "5GiB"}) {
+    CHECK(format_size(*parse_size(text)) == text);
+  }
+}
+
+TEST_CASE("client limits: written out, each is taken as written", "[config]") {
+  const auto c = load_ok(R"(client:
+  max_connections: 500
+  max_header_bytes: 64KiB
+  max_uri_bytes: 16KiB
+  max_body: 10MiB
+  header_timeout: 5s
+  idle_timeout: 2m
+  body_timeout: 30s
+  send_timeout: 1500ms
+upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes: [{ name: r, match: { path: /r }, upstream: api }]
+)");
+  CHECK(c->client.max_connections == 500);
+  CHECK(c->client.max_header_bytes == 64 * 1024);
+  CHECK(c->client.max_uri_bytes == 16 * 1024);
+  CHECK(c->client.max_body == 10 * 1024 * 1024);
+  CHECK(c->client.header_timeout == 5s);
+  CHECK(c->client.idle_timeout == 2min);
+  CHECK(c->client.body_timeout == 30s);
+  CHECK(c->client.send_timeout == 1500ms);
+
+  SECTION("the bounds themselves are accepted") {
+    const auto low = load_ok(with_setting(
+        "client: { max_connections: 1, max_header_bytes: 1KiB, max_uri_bytes: 256, max_body: 1 }"));
+    CHECK(low->client.max_connections == 1);
+    CHECK(low->client.max_header_bytes == 1024);
+    CHECK(low->client.max_uri_bytes == 256);
+    CHECK(low->client.max_body == 1);
+    const auto high = load_ok(with_setting(
+        "client: { max_connections: 1000000, max_header_bytes: 1MiB, max_uri_bytes: 1MiB }"));
+    CHECK(high->client.max_connections == 1'000'000);
+    CHECK(high->client.max_uri_bytes == 1024 * 1024);
+  }
+  SECTION("plain byte counts and 'unlimited'") {
+    const auto bytes =
+        load_ok(with_setting("client: { max_header_bytes: 4096, max_body: unlimited }"));
+    CHECK(bytes->client.max_header_bytes == 4096);
+    CHECK(bytes->client.max_body == 0);
+  }
+  SECTION("a header section smaller than the default target bound also bounds the target") {
+    const auto small = load_ok(with_setting("client: { max_header_bytes: 4KiB }"));
+    CHECK(small->client.max_uri_bytes == 4 * 1024);
+  }
+  SECTION("an empty client map keeps every default") {
+    const auto empty = load_ok(with_setting("client: {}"));
+    CHECK(empty->client.max_connections == 10000);
+    CHECK(empty->client.header_timeout == 10s);
+  }
+}
+
+TEST_CASE("client limits: bad values are reported at the value, with what would be right",
+          "[config]") {
+  // with_setting puts the line first, so the column is 1 + where the value starts.
+  const auto error_at = [](const std::string& line, std::string_view value) {
+    return "t.yaml:1:" + std::to_string(1 + line.find(value)) + ": ";
+  };
+  struct Case {
+    std::string line;
+    std::string_view value;  // where the error points
+    std::string message;
+  };
+  const Case cases[] = {
+      {"client: { max_connections: 0 }", "0 }",
+       "'max_connections' must be from 1 to 1000000 per process, found 0"},
+      {"client: { max_connections: 1000001 }", "1000001",
+       "'max_connections' must be from 1 to 1000000 per process, found 1000001"},
+      {"client: { max_connections: lots }", "lots",
+       "'max_connections' must be a whole number, found 'lots'"},
+      {"client: { max_header_bytes: 32KB }", "32KB",
+       "bad size '32KB' for 'max_header_bytes': units are binary and spelled B, KiB, MiB, GiB: "
+       "write 32KiB for 32768 bytes, or 32000 for 32000 bytes"},
+      {"client: { max_header_bytes: 2m }", "2m",
+       "bad size '2m' for 'max_header_bytes': units are binary and spelled B, KiB, MiB, GiB: "
+       "write 2MiB for 2097152 bytes, or 2000000 for 2000000 bytes"},
+      {"client: { max_header_bytes: 32kib }", "32kib",
+       "bad size '32kib' for 'max_header_bytes': units are binary and spelled B, KiB, MiB, GiB: "
+       "write 32KiB for 32768 bytes"},
+      {"client: { max_header_bytes: 1.5KiB }", "1.5KiB",
+       "bad size '1.5KiB' for 'max_header_bytes': expected a whole number of bytes and an "
+       "optional unit (B, KiB, MiB or GiB), e.g. 32KiB"},
+      {"client: { max_header_bytes: 512 }", "512",
+       "'max_header_bytes' must be from 1KiB to 1MiB, found 512"},
+      {"client: { max_header_bytes: 2MiB }", "2MiB",
+       "'max_header_bytes' must be from 1KiB to 1MiB, found 2MiB"},
+      {"client: { max_header_bytes: [1] }", "[1]",
+       "'max_header_bytes' must be a size such as 32KiB, found a list"},
+      {"client: { max_uri_bytes: 255 }", "255",
+       "'max_uri_bytes' must be from 256B to 32KiB (max_header_bytes, which includes the request "
+       "target), found 255"},
+      {"client: { max_uri_bytes: 64KiB }", "64KiB",
+       "'max_uri_bytes' must be from 256B to 32KiB (max_header_bytes, which includes the request "
+       "target), found 64KiB"},
+      {"client: { max_header_bytes: 4KiB, max_uri_bytes: 8KiB }", "8KiB",
+       "'max_uri_bytes' must be from 256B to 4KiB (max_header_bytes, which includes the request "
+       "target), found 8KiB"},
+      {"client: { max_body: none }", "none",
+       "bad size 'none' for 'max_body': expected a whole number of bytes and an optional unit (B, "
+       "KiB, MiB or GiB), e.g. 32KiB, or 'unlimited'"},
+      {"client: { max_body: 0 }", "0 }",
+       "'max_body' must be at least 1B (or 'unlimited'), found 0"},
+      {"client: { header_timeout: 10 }", "10 }",
+       "bad duration '10' for 'header_timeout': add a unit (ms, s, m, h or d), e.g. 10s"},
+      {"client: { idle_timeout: 0s }", "0s",
+       "bad duration '0s' for 'idle_timeout': expected a positive whole number and a unit (ms, s, "
+       "m, h or d), e.g. 250ms, 10s, 5m"},
+      {"client: { body_timeout: 2d }", "2d", "'body_timeout' must be from 1ms to 1d, found 2d"},
+      {"client: { send_timeout: 1.5s }", "1.5s",
+       "bad duration '1.5s' for 'send_timeout': expected a positive whole number and a unit (ms, "
+       "s, m, h or d), e.g. 250ms, 10s, 5m"},
+      {"client: { header_timout: 5s }", "header_timout",
+       "unknown key 'header_timout' in 'client' (did you mean 'header_timeout'?)"},
+      {"client: { max_conections: 5 }", "max_conections",
+       "unknown key 'max_conections' in 'client' (did you mean 'max_connections'?)"},
+      {"client: { timeout: 5s }", "timeout",
+       "unknown key 'timeout' in 'client'; expected one of max_connections, max_header_bytes, "
+       "max_uri_bytes, max_body, header_timeout, idle_timeout, body_timeout, send_timeout"},
+      {"client: 10000", "10000",
+       "'client' must be a map (e.g. { max_connections: 10000, header_timeout: 10s }), found the "
+       "value '10000'"},
+      {"clinet: { max_body: 1MiB }", "clinet",
+       "unknown key 'clinet' at the top level (did you mean 'client'?)"},
+  };
+  for (const Case& c : cases) {
+    CHECK(only_error(with_setting(c.line)) == error_at(c.line, c.value) + c.message);
+  }
+}
+
+TEST_CASE("client limits: a broken max_header_bytes does not also fail max_uri_bytes", "[config]") {
+  CHECK(only_error(with_setting("client: { max_header_bytes: 4KB, max_uri_bytes: 16KiB }")) ==
+        "t.yaml:1:29: bad size '4KB' for 'max_header_bytes': units are binary and spelled B, KiB, "
+        "MiB, GiB: write 4KiB for 4096 bytes, or 4000 for 4000 bytes");
+}
+
+TEST_CASE("max_body: routes take client.max_body unless they say otherwise", "[config]") {
+  const std::string routes = R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes:
+  - { name: inherits, match: { path: /a }, upstream: api }
+  - { name: smaller, match: { path: /b }, upstream: api, max_body: 1KiB }
+  - { name: larger, match: { path: /c }, upstream: api, max_body: 2GiB }
+  - { name: open, match: { path: /d }, upstream: api, max_body: unlimited }
+)";
+  SECTION("client.max_body left out: unlimited, so only the routes that set one have one") {
+    const auto c = load_ok(routes);
+    CHECK(c->routes[0].max_body == 0);
+    CHECK(c->routes[1].max_body == 1024);
+    CHECK(c->routes[2].max_body == std::uint64_t{2} << 30);
+    CHECK(c->routes[3].max_body == 0);
+  }
+  SECTION("client.max_body set: the default of every route that does not override it") {
+    // Written after the routes on purpose: the order of sections does not matter.
+    const auto c = load_ok(routes + "client: { max_body: 10MiB }\n");
+    CHECK(c->client.max_body == 10 * 1024 * 1024);
+    CHECK(c->routes[0].max_body == 10 * 1024 * 1024);
+    CHECK(c->routes[1].max_body == 1024);
+    CHECK(c->routes[2].max_body == std::uint64_t{2} << 30);
+    CHECK(c->routes[3].max_body == 0);
+  }
+  SECTION("errors") {
+    CHECK(
+        only_error(with_route("{ name: r, match: { path: /r }, upstream: api, max_body: 10MB }")) ==
+        "t.yaml:3:62: bad size '10MB' for 'max_body': units are binary and spelled B, KiB, MiB, "
+        "GiB: write 10MiB for 10485760 bytes, or 10000000 for 10000000 bytes");
+    CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: api, max_body: 0 }")) ==
+          "t.yaml:3:62: 'max_body' must be at least 1B (or 'unlimited'), found 0");
+    CHECK(only_error(with_route("{ name: r, match: { path: /r }, upstream: api, max_bdy: 1 }")) ==
+          "t.yaml:3:52: unknown key 'max_bdy' in route 'r' (did you mean 'max_body'?)");
+  }
+}
+
+TEST_CASE("case-insensitive paths: top-level default, per-route override", "[config]") {
+  const std::string routes = R"(upstreams: { api: { servers: ["127.0.0.1:3000"] } }
+routes:
+  - { name: plain, match: { path: /a }, upstream: api }
+  - { name: insensitive, match: { path: /b, case_sensitive: false }, upstream: api }
+  - { name: sensitive, match: { path: /c, case_sensitive: true }, upstream: api }
+)";
+  SECTION("by default paths are case-sensitive") {
+    const auto c = load_ok(routes);
+    CHECK(c->case_sensitive_paths);
+    CHECK(c->routes[0].path.case_sensitive);
+    CHECK_FALSE(c->routes[1].path.case_sensitive);
+    CHECK(c->routes[2].path.case_sensitive);
+  }
+  SECTION("case_sensitive_paths: false is the default of routes that do not say") {
+    const auto c = load_ok(routes + "case_sensitive_paths: false\n");
+    CHECK_FALSE(c->case_sensitive_paths);
+    CHECK_FALSE(c->routes[0].path.case_sensitive);
+    CHECK_FALSE(c->routes[1].path.case_sensitive);
+    CHECK(c->routes[2].path.case_sensitive);
+  }
+  SECTION("only true or false") {
+    CHECK(only_error(with_setting("case_sensitive_paths: no")) ==
+          "t.yaml:1:23: 'case_sensitive_paths' must be true or false, found 'no'");
+    CHECK(only_error(with_route("{ name: r, match: { path: /r, case_sensitive: 0 }, upstream: api "
+                                "}")) ==
+          "t.yaml:3:51: 'case_sensitive' must be true or false, found '0'");
+    CHECK(only_error(with_route("{ name: r, match: { path: /r, case_sensitve: false }, upstream: "
+                                "api }")) ==
+          "t.yaml:3:35: unknown key 'case_sensitve' in 'match' of route 'r' (did you mean "
+          "'case_sensitive'?)");
+  }
+}
+
+TEST_CASE("path patterns cannot hold what requests never match", "[config]") {
+  CHECK(only_error(with_route("{ name: r, match: { path: \"/api/login;x\" }, upstream: api }")) ==
+        "t.yaml:3:31: bad path pattern '/api/login;x': it cannot contain ';' (matrix parameters "
+        "such as ';jsessionid=1' are ignored when matching, so such a pattern would never match)");
+  CHECK(only_error(with_route("{ name: r, match: { path: '/api\\login' }, upstream: api }")) ==
+        "t.yaml:3:31: bad path pattern '/api\\login': it contains a '\\' (requests with one are "
+        "rejected with 400)");
+}
+
+TEST_CASE("summarize shows client limits that differ from the defaults and per-route notes",
+          "[config]") {
+  const auto c = load_ok(R"(listen: 127.0.0.1:8080
+threads: 1
+client:
+  max_connections: 500
+  max_header_bytes: 32KiB
+  max_uri_bytes: 4KiB
+  max_body: 10MiB
+  header_timeout: 5s
+  send_timeout: 60s
+upstreams:
+  api: { servers: ["127.0.0.1:3000"] }
+routes:
+  - name: upload
+    match: { path: /upload, methods: [POST] }
+    upstream: api
+    max_body: 1GiB
+  - name: legacy
+    match: { path: /Legacy/*, case_sensitive: false }
+    upstream: api
+    max_body: unlimited
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  CHECK(summarize(*c) ==
+        "t.yaml is valid\n"
+        "listen 127.0.0.1:8080 · 1 thread · memory store (max 1000000 keys) · headers: both\n"
+        "trusted proxies none (the client is the socket peer)\n"
+        "client max_connections 500, max_uri_bytes 4KiB, max_body 10MiB, header_timeout 5s\n"
+        "upstreams\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "routes (first match wins)\n"
+        "  upload  POST /upload -> api  (max body 1GiB)\n"
+        "          no limits\n"
+        "  legacy  *    /Legacy/* -> api  (case-insensitive)\n"
+        "          no limits\n"
+        "  rest    *    /* -> api  (max body 10MiB)\n"
+        "          no limits\n");
 }

@@ -266,3 +266,68 @@ TEST_CASE("KeyBuilder: build does not touch checks beyond the route's limits", "
   CHECK(checks[1].key == KeyDigest{});
   CHECK_FALSE(checks[0].key == KeyDigest{});
 }
+
+TEST_CASE("KeyBuilder: a path part keys the path as the route sees it", "[key]") {
+  const KeySource path_source{KeySource::Kind::path, "", 0, "path"};
+  Route sensitive =
+      route_with({limit_of("per-path", {KeyPart{{ip_source()}}, KeyPart{{path_source}}})});
+  Route insensitive = sensitive;
+  insensitive.path.case_sensitive = false;
+  KeyBuilder builder;
+  const Headers none{};
+  const auto key = [&](const Route& route, std::string_view path) {
+    return digest(builder, route, request(none, "10.0.0.1", "POST", path));
+  };
+
+  SECTION("on a case-insensitive route, /API/Login and /api/login share one counter") {
+    CHECK(key(insensitive, "/API/Login") == key(insensitive, "/api/login"));
+    CHECK(key(insensitive, "/Api/LOGIN") == key(insensitive, "/api/login"));
+    CHECK_FALSE(key(insensitive, "/api/logout") == key(insensitive, "/api/login"));
+    CHECK(builder.describe(insensitive, insensitive.limits[0],
+                           request(none, "10.0.0.1", "POST", "/API/Login")) ==
+          "per-path|ip=10.0.0.1|path=/api/login");
+  }
+  SECTION("on a case-sensitive route, case makes a different path") {
+    CHECK_FALSE(key(sensitive, "/API/Login") == key(sensitive, "/api/login"));
+    CHECK(builder.describe(sensitive, sensitive.limits[0],
+                           request(none, "10.0.0.1", "POST", "/API/Login")) ==
+          "per-path|ip=10.0.0.1|path=/API/Login");
+  }
+  SECTION("matrix parameters and a trailing '/' cannot buy a fresh counter") {
+    // (Also pins that a value's length is written after it was cut, not as received.)
+    for (const Route* route : {&sensitive, &insensitive}) {
+      const KeyDigest base = key(*route, "/api/login");
+      CHECK(key(*route, "/api/login;jsessionid=1") == base);
+      CHECK(key(*route, "/api/login;jsessionid=2") == base);
+      CHECK(key(*route, "/api;v=1/login/") == base);
+      CHECK(key(*route, "/api/login/") == base);
+      CHECK(key(*route, "/api/;x/login") == base);
+      CHECK_FALSE(key(*route, "/api/login/x") == base);
+      CHECK_FALSE(key(*route, "/api/loginx") == base);
+    }
+    CHECK(builder.describe(sensitive, sensitive.limits[0],
+                           request(none, "10.0.0.1", "POST", "/api;v=1/login;jsessionid=1/")) ==
+          "per-path|ip=10.0.0.1|path=/api/login");
+  }
+  SECTION("the root is '/', not an empty value") {
+    CHECK(key(sensitive, "/") == key(sensitive, "/;x"));
+    CHECK(builder.describe(sensitive, sensitive.limits[0],
+                           request(none, "10.0.0.1", "POST", "/;x")) ==
+          "per-path|ip=10.0.0.1|path=/");
+  }
+}
+
+TEST_CASE("KeyBuilder: a lower-cased path keeps the digest of the same path sent in lower case",
+          "[key]") {
+  // The digest of "/api/login" must not depend on whether the request needed rewriting, or on
+  // what an earlier, longer request left in the reused buffer.
+  const KeySource path_source{KeySource::Kind::path, "", 0, "path"};
+  Route route = route_with({limit_of("per-path", {KeyPart{{path_source}}})});
+  route.path.case_sensitive = false;
+  KeyBuilder fresh;
+  KeyBuilder reused;
+  const Headers none{};
+  digest(reused, route, request(none, "10.0.0.1", "GET", "/A/MUCH/LONGER/PATH;WITH=PARAMS/X/Y/Z"));
+  CHECK(digest(reused, route, request(none, "10.0.0.1", "GET", "/API/LOGIN")) ==
+        digest(fresh, route, request(none, "10.0.0.1", "GET", "/api/login")));
+}

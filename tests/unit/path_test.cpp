@@ -6,6 +6,7 @@
 
 using sluice::classify::normalize_target;
 using sluice::classify::PathError;
+using sluice::classify::RouteSegments;
 
 namespace {
 
@@ -25,6 +26,8 @@ const char* name(PathError e) {
       return "bad_percent_encoding";
     case PathError::control_character:
       return "control_character";
+    case PathError::backslash:
+      return "backslash";
   }
   return "?";
 }
@@ -71,11 +74,31 @@ TEST_CASE("normalize_target: a table of targets", "[path]") {
       {"/caf%c3%a9", "/caf%C3%A9"},
       {"/a%0ab", "/a%0Ab"},
       {"/a:b@c!$&'()*+,;=", "/a:b@c!$&'()*+,;="},
-      // The query is split off raw; a fragment is cut off.
+      // An encoded slash is a name character to Express and most servers: it stays encoded and
+      // never splits a segment (nor climbs with a following "..").
+      {"/api%2Flogin", "/api%2Flogin"},
+      {"/api%2flogin/..", "/"},
+      {"/a/%2F../b", "/a/%2F../b"},
+      // So is an encoded backslash; only a raw one is refused (see below).
+      {"/api%5Clogin", "/api%5Clogin"},
+      {"/api%5c..%5clogin", "/api%5C..%5Clogin"},
+      // Matrix parameters stay in the path the upstream receives ...
+      {"/api/login;jsessionid=x", "/api/login;jsessionid=x"},
+      {"/api;v=1/login", "/api;v=1/login"},
+      {"/api/%3B/x", "/api/%3B/x"},
+      // ... but a dot segment with parameters is still a dot segment, as servlet containers read
+      // it ("/..;/" is the classic way past a proxy's path rules to a Tomcat upstream).
+      {"/api/x/..;/admin", "/api/admin"},
+      {"/api/x/..;jsessionid=1/admin", "/api/admin"},
+      {"/api/x/%2e%2e;/admin", "/api/admin"},
+      {"/api/.;x/login", "/api/login"},
+      {"/..;/..;/etc", "/etc"},
+      {"/a/..;", "/"},
+      {"/a/...;/b", "/a/...;/b"},
+      {"/a/;/b", "/a/;/b"},
+      // The query is split off raw.
       {"/a/./b?x=%41&y=/../", "/a/b"},
       {"/search?", "/search"},
-      {"/a#frag", "/a"},
-      {"/a#frag?x=1", "/a"},
       // Absolute-form.
       {"http://example.com/api//login?x=1", "/api/login"},
       {"HTTPS://example.com:8443/%61pi", "/api"},
@@ -83,6 +106,9 @@ TEST_CASE("normalize_target: a table of targets", "[path]") {
       {"http://example.com?q=1", "/"},
       // Not origin-form.
       {"*", "", E::not_origin_form},
+      // A fragment is never part of a request target.
+      {"/a#frag", "", E::not_origin_form},
+      {"/a?x=1#frag", "", E::not_origin_form},
       {"", "", E::not_origin_form},
       {"api/login", "", E::not_origin_form},
       {"example.com:443", "", E::not_origin_form},
@@ -101,6 +127,13 @@ TEST_CASE("normalize_target: a table of targets", "[path]") {
       {std::string_view("/a\0b", 4), "", E::control_character},
       {"/a\x7f", "", E::control_character},
       {"/a%00b", "", E::control_character},
+      // A raw backslash: '/' to some servers, a name character to others. Refused (400).
+      {"/api\\login", "", E::backslash},
+      {"/api/..\\admin", "", E::backslash},
+      {"\\", "", E::not_origin_form},
+      {"/\\api/login", "", E::backslash},
+      {"http://h/a\\b", "", E::backslash},
+      {"/a?x=\\", "/a"},  // the query is not the path
   };
   std::string path;
   std::string_view query;
@@ -159,4 +192,69 @@ TEST_CASE("normalize_target: hostile input stays linear and bounded", "[path]") 
   std::string slashes(100000, '/');
   REQUIRE(normalize_target(slashes, path, query) == PathError::none);
   CHECK(path == "/");
+}
+
+TEST_CASE("RouteSegments: the segments a route sees", "[path]") {
+  const auto segments = [](std::string_view path) {
+    std::string out;
+    RouteSegments walk(path);
+    std::string_view segment;
+    while (walk.next(segment)) {
+      out += '[';
+      out += segment;
+      out += ']';
+    }
+    return out;
+  };
+  CHECK(segments("/") == "");
+  CHECK(segments("") == "");
+  CHECK(segments("/api/login") == "[api][login]");
+  CHECK(segments("/api/login/") == "[api][login]");
+  CHECK(segments("/api/login;jsessionid=x") == "[api][login]");
+  CHECK(segments("/api;v=1/login;a;b/") == "[api][login]");
+  CHECK(segments("/api/;x/login") == "[api][login]");
+  CHECK(segments("/;x") == "");
+  CHECK(segments("/api/login/;x") == "[api][login]");
+  CHECK(segments("/a%3Bb/c") == "[a%3Bb][c]");  // an encoded ';' is part of the name
+  CHECK(segments("/a%2Fb") == "[a%2Fb]");
+  CHECK(segments("/API/Login") == "[API][Login]");  // case is the router's business
+}
+
+TEST_CASE("RouteSegments: linear on long paths with and without parameters", "[path]") {
+  std::string path;
+  for (int i = 0; i < 50000; ++i)
+    path += "/a";
+  path += ";x";
+  std::size_t count = 0;
+  RouteSegments walk(path);
+  std::string_view segment;
+  while (walk.next(segment))
+    ++count;
+  CHECK(count == 50000);
+}
+
+TEST_CASE("routes see an encoded slash as a separator, the upstream keeps it encoded", "[path]") {
+  struct Row {
+    std::string_view target;
+    std::string_view routing;
+  };
+  const Row rows[] = {
+      {"/api/login", "/api/login"},
+      {"/api%2Flogin", "/api/login"},
+      {"/api%2flogin", "/api/login"},
+      {"/%2Fapi/login", "/api/login"},
+      {"/api/login%2F", "/api/login/"},
+      {"/api/x%2F..%2Flogin", "/api/login"},
+      {"/api/x%2F%2e%2e%2Flogin", "/api/login"},
+      {"/files/a%252Fb", "/files/a%252Fb"},  // double encoding is a name character
+  };
+  std::string path;
+  std::string scratch;
+  std::string out;
+  for (const auto& row : rows) {
+    INFO(row.target);
+    std::string_view query;
+    REQUIRE(normalize_target(row.target, path, query) == PathError::none);
+    CHECK(sluice::classify::routing_path(path, scratch, out) == row.routing);
+  }
 }

@@ -15,6 +15,8 @@ inline constexpr std::string_view kAnonymous = "anonymous";
 
 // Builds the store checks for every limit of a route from one request. Owns a scratch buffer that
 // is reused from request to request, so building keys does not allocate once it has grown.
+// A `path` key part is the path as the route matches it (RouteSegments: no matrix parameters, no
+// trailing '/'), lower-cased when the route's pattern is case-insensitive.
 class KeyBuilder {
  public:
   explicit KeyBuilder(limit::DigestKey digest_key = {}) : digest_key_(digest_key) {}

@@ -6,9 +6,10 @@
 
 namespace sluice::classify {
 
-// A PathPattern prepared once: its kind settled, its trailing "/*" and '/' stripped. Matching walks
-// the pattern and the path segment by segment, parsing and allocating nothing. Views point into
-// the PathPattern's text, which must outlive it.
+// A PathPattern prepared once: its kind settled, its trailing "/*" stripped. Matching walks the
+// pattern and the path segment by segment (RouteSegments: matrix parameters cut off, empty
+// segments skipped, so a trailing '/' is optional), parsing and allocating nothing. Views point
+// into the PathPattern's text, which must outlive it.
 class CompiledPattern {
  public:
   explicit CompiledPattern(const config::PathPattern& pattern) noexcept;
@@ -16,9 +17,10 @@ class CompiledPattern {
   bool matches(std::string_view path) const noexcept;
 
  private:
-  bool exact_ = true;      // compare literally; otherwise ":name" segments are parameters
-  std::string_view body_;  // the pattern without its "/*" tail or trailing '/'
-  bool any_tail_ = false;  // "/*": zero or more further segments
+  bool exact_ = true;           // compare literally; otherwise ":name" segments are parameters
+  bool case_sensitive_ = true;  // false: literal segments compare ASCII-case-insensitively
+  bool any_tail_ = false;       // "/*": zero or more further segments
+  std::string_view body_;       // the pattern without its "/*" tail
 };
 
 // Matches a normalised path and a method to the first route that accepts them, in file order.

@@ -102,6 +102,10 @@ struct PathPattern {
   enum class Kind : std::uint8_t { exact, prefix, segments };
   Kind kind = Kind::exact;
   std::string text;  // as written (normalised)
+  // Resolved at load from `match.case_sensitive`, else the top-level `case_sensitive_paths`.
+  // False: literal segments match ASCII-case-insensitively, and a `path` key part is lower-cased,
+  // for upstreams that route "/API/Login" to the "/api/login" handler.
+  bool case_sensitive = true;
 };
 
 struct Route {
@@ -111,7 +115,23 @@ struct Route {
   std::size_t upstream = 0;          // index into Config::upstreams
   std::vector<Limit> limits;
   OnStoreError on_store_error = OnStoreError::allow;
+  // Largest request body in bytes (over it: 413), resolved at load: the route's `max_body`, else
+  // `client.max_body`. 0 = unlimited.
+  std::uint64_t max_body = 0;
   Mark mark;
+};
+
+// What one client connection may cost (`client:` in the config). Past a size: 414/431/413; past a
+// timeout the connection is closed (408 when a request's header section was started).
+struct ClientLimits {
+  std::size_t max_connections = 10000;       // per process; past it: 503 and close
+  std::size_t max_header_bytes = 32 * 1024;  // request line + header fields (431)
+  std::size_t max_uri_bytes = 8 * 1024;      // request target (414); <= max_header_bytes
+  std::uint64_t max_body = 0;                // default of Route::max_body; 0 = unlimited
+  Milliseconds header_timeout{10000};        // to receive a request's header section (408)
+  Milliseconds idle_timeout{60000};          // between requests on a keep-alive connection
+  Milliseconds body_timeout{60000};          // between pieces of a request body
+  Milliseconds send_timeout{60000};          // for each write to the client
 };
 
 struct Config {
@@ -120,6 +140,8 @@ struct Config {
   unsigned threads = 0;  // resolved: "auto" becomes the number of cores
   std::vector<classify::Cidr> trusted_proxies;
   HeaderStyle headers = HeaderStyle::both;
+  ClientLimits client;
+  bool case_sensitive_paths = true;  // the default of each route's match.case_sensitive
   StoreSettings store;
   std::vector<Upstream> upstreams;
   std::vector<Identity> identities;
