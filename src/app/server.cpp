@@ -55,12 +55,26 @@ limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redi
   return settings;
 }
 
+proxy::SessionLimits session_limits(const config::ClientLimits& client) {
+  return {
+      .header_timeout = client.header_timeout,
+      .idle_timeout = client.idle_timeout,
+      .body_timeout = client.body_timeout,
+      .send_timeout = client.send_timeout,
+      .max_header_bytes = client.max_header_bytes,
+      .max_target_bytes = client.max_uri_bytes,
+  };
+}
+
 }  // namespace
 
 struct Server::Impl {
   // One event loop: its io_context, the sessions' shared per-thread state, and its listener.
   struct Loop {
-    net::io_context ioc{1};  // one thread per io_context: Asio may skip its internal locking
+    // One thread per io_context, and every socket and timer of a loop used only by its thread:
+    // Asio can skip the per-descriptor locks of its reactor (the scheduler's lock stays, since
+    // other threads post to a loop to stop it).
+    net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     // This loop's own connections to the shared Redis (null with the memory store). Declared
     // after ioc: destroyed before it, as the Redis client requires.
     std::unique_ptr<limit::RedisStore> redis_store;
@@ -73,13 +87,16 @@ struct Server::Impl {
         clock(clk),
         // The store with type memory; with redis, the fallback of on_store_error: local.
         memory_store(std::make_unique<limit::MemoryStore>(clock, config->store.max_keys)),
-        snapshots(std::make_shared<const proxy::Snapshot>(config)) {}
+        snapshots(std::make_shared<const proxy::Snapshot>(config)),
+        connections(config->client.max_connections) {}
 
   std::shared_ptr<const config::Config> config;
   const limit::Clock& clock;
   std::unique_ptr<limit::MemoryStore> memory_store;
   std::shared_ptr<limit::RedisStoreMonitor> redis_monitor;  // shared by every loop's RedisStore
   proxy::SnapshotHolder snapshots;
+  // Declared before the loops: sessions destroyed with a loop's io_context still leave it.
+  proxy::ConnectionGate connections;
   std::vector<std::unique_ptr<Loop>> loops;
 };
 
@@ -122,11 +139,12 @@ int Server::run() {
       net::post(loop->ioc, [&store = *loop->redis_store] { store.run(); });
     }
     loop->worker.emplace(proxy::Worker{
+        .connections = impl_->connections,
         .snapshots = impl_->snapshots,
         .store = use_redis ? static_cast<limit::Store&>(*loop->redis_store) : *impl_->memory_store,
         .fallback_store = use_redis ? impl_->memory_store.get() : nullptr,
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
-        .limits = {},
+        .limits = session_limits(cfg.client),
     });
     try {
       loop->listener = std::make_shared<proxy::Listener>(loop->ioc, endpoint, *loop->worker);
@@ -141,7 +159,7 @@ int Server::run() {
 
   auto& main_loop = *impl_->loops.front();
   net::signal_set signals(main_loop.ioc, SIGINT, SIGTERM);
-  signals.async_wait([this](beast::error_code ec, int signal) {
+  signals.async_wait([this](boost::system::error_code ec, int signal) {
     if (ec) return;
     spdlog::info("received signal {}, stopping", signal);
     for (auto& loop : impl_->loops) {

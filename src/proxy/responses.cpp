@@ -34,6 +34,8 @@ constexpr KindInfo info(ErrorKind kind) noexcept {
       return {503, "limiter_unavailable", "The rate limiter is unavailable"};
     case ErrorKind::gateway_timeout:
       return {504, "gateway_timeout", "The upstream did not answer in time"};
+    case ErrorKind::overloaded:
+      return {503, "overloaded", "Too many connections, try again shortly"};
   }
   return {500, "internal_error", "Internal error"};
 }
@@ -114,6 +116,67 @@ void write_error_body(const ErrorReply& reply, std::string& out) {
     append_int(out, reply.retry_after);
   }
   out.push_back('}');
+}
+
+namespace {
+
+std::string_view reason_phrase(unsigned status) noexcept {
+  switch (status) {
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+  }
+  return "Error";
+}
+
+}  // namespace
+
+void write_error_response(const ErrorReply& reply, std::span<const HeaderLine> quota,
+                          bool keep_alive, bool http10_client, std::string& body,
+                          std::string& out) {
+  write_error_body(reply, body);
+  const unsigned status = info(reply.kind).status;
+  out.clear();
+  out.append("HTTP/1.1 ");
+  append_int(out, status);
+  out.push_back(' ');
+  out.append(reason_phrase(status));
+  out.append("\r\nContent-Type: application/json\r\nContent-Length: ");
+  append_int(out, static_cast<std::int64_t>(body.size()));
+  if (reply.retry_after > 0) {
+    out.append("\r\nRetry-After: ");
+    append_int(out, reply.retry_after);
+  }
+  for (const auto& line : quota) {
+    out.append("\r\n");
+    out.append(line.name);
+    out.append(": ");
+    out.append(line.value);
+  }
+  if (!keep_alive) {
+    out.append("\r\nConnection: close");
+  } else if (http10_client) {
+    out.append("\r\nConnection: keep-alive");
+  }
+  out.append("\r\n\r\n");
+  out.append(body);
 }
 
 void format_quota_headers(config::HeaderStyle style, const config::Limit& limit,

@@ -2,11 +2,17 @@
 // upstream (bodies streamed both ways) or answer it locally. Each step is one async operation whose
 // handler is the next step, in the manner of Beast's advanced server. A session runs on its
 // thread's single-threaded io_context, which serialises its handlers as a strand would.
+//
+// The HTTP layer is sluice's own (http1/): a request head is parsed once, in place, and forwarded
+// as one rendered head plus the body bytes that came with it, in a single write. Bodies move as raw
+// bytes through a pooled buffer; chunked ones are followed by a ChunkedScanner so their end is
+// known without re-framing them. Nothing here allocates per request once a connection's buffers
+// have grown.
 #include <array>
+#include <charconv>
+#include <cstring>
 #include <memory>
-#include <optional>
 #include <string>
-#include <sys/socket.h>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -14,154 +20,283 @@
 #include <sluice/classify/key_builder.hpp>
 #include <sluice/classify/path.hpp>
 #include <sluice/classify/request.hpp>
-#include <sluice/proxy/header_screen.hpp>
-#include <sluice/proxy/http_headers.hpp>
+#include <sluice/http1/chunked.hpp>
+#include <sluice/http1/head_writer.hpp>
+#include <sluice/http1/message.hpp>
 #include <sluice/proxy/responses.hpp>
 #include <sluice/proxy/session.hpp>
 
 namespace sluice::proxy {
 namespace {
 
-using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
-using RequestWriter = http::request_serializer<http::buffer_body>;
-using ResponseWriter = http::response_serializer<http::buffer_body>;
-using LocalReply = http::response<http::span_body<char>>;
+using error_code = boost::system::error_code;
+using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-constexpr std::string_view kXForwardedFor = "X-Forwarded-For";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+constexpr std::string_view kCrlf = "\r\n";
 // How long and how much a closing connection reads and drops (see Session::close).
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 1024 * 1024;
-// Method, spaces and "HTTP/1.1" around the target in a request line.
-constexpr std::size_t kRequestLineOverhead = 32;
 // What a 503 limiter_unavailable tells the client: store outages are usually short.
 constexpr std::int64_t kStoreErrorRetryAfterSeconds = 1;
-
-// True for errors of Beast's HTTP parser (malformed input), as opposed to socket errors.
-bool is_parse_error(const beast::error_code& ec) {
-  return &ec.category() == &make_error_code(http::error::end_of_stream).category() &&
-         ec != http::error::end_of_stream && ec != http::error::need_buffer;
-}
+// A connection's input buffer starts at this size and doubles up to max_header_bytes.
+constexpr std::size_t kInitialInputBytes = 4096;
+// While the store decides, the store's own deadline applies.
+constexpr std::chrono::hours kNoDeadline{24 * 365};
 
 classify::IpAddress to_ip(const net::ip::address& address) {
-  classify::IpAddress ip;
   if (address.is_v4()) return classify::IpAddress::from_v4(address.to_v4().to_uint());
+  classify::IpAddress ip;
   const auto bytes = address.to_v6().to_bytes();
   std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
   return ip;
 }
 
-// A request whose body length two parsers could read differently is refused (request smuggling):
-// Transfer-Encoding must be exactly one "chunked" on HTTP/1.1 (Beast already rejects it next to
-// Content-Length, and conflicting Content-Length values). A list of equal Content-Length values
-// ("5, 5") is rewritten as one value so the upstream cannot read it otherwise.
-bool framing_is_unambiguous(RequestParser& parser) {
-  auto& req = parser.get();
-  const auto encodings = req.count(http::field::transfer_encoding);
-  if (encodings > 1) return false;
-  if (encodings == 1) {
-    std::string_view coding = req[http::field::transfer_encoding];
-    return req.version() >= 11 && beast::iequals(coding, "chunked");
+bool is_would_block(const error_code& ec) {
+  return ec == net::error::would_block || ec == net::error::try_again;
+}
+
+// A connection the peer ended, as opposed to one that broke in some other way.
+bool is_disconnect(const error_code& ec) {
+  return ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe;
+}
+
+// Lets the classifier read the parsed head.
+class HeadLookup final : public classify::HeaderLookup {
+ public:
+  explicit HeadLookup(const http1::MessageHead& head) : head_(head) {}
+  std::string_view get(std::string_view name) const noexcept override { return head_.field(name); }
+
+ private:
+  const http1::MessageHead& head_;
+};
+
+// The bytes received from the client and not yet used. A request head is parsed in place here, so
+// the buffer grows (up to the head size limit) rather than ever splitting a head; it shrinks back
+// when a connection goes idle after a large head.
+class InputBuffer {
+ public:
+  std::string_view data() const noexcept { return {storage_.get() + begin_, end_ - begin_}; }
+  std::size_t size() const noexcept { return end_ - begin_; }
+  bool empty() const noexcept { return begin_ == end_; }
+
+  void consume(std::size_t n) noexcept {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
   }
-  if (req.count(http::field::content_length) > 1 ||
-      req[http::field::content_length].find(',') != std::string_view::npos) {
-    const auto length = parser.content_length();
-    if (!length) return false;
-    req.content_length(*length);
+
+  // Free space after the data: at least `want` bytes unless that would take the capacity past
+  // `limit`. Views into data() stay valid only until the next call.
+  std::span<char> prepare(std::size_t want, std::size_t limit) {
+    if (capacity_ - end_ >= want) return room();
+    if (begin_ > 0) {
+      std::memmove(storage_.get(), storage_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+      if (capacity_ - end_ >= want) return room();
+    }
+    if (capacity_ >= limit) return room();
+    std::size_t next = std::max(capacity_ * 2, kInitialInputBytes);
+    while (next - end_ < want && next < limit)
+      next *= 2;
+    next = std::max(std::min(next, limit), capacity_);
+    auto grown = std::make_unique<char[]>(next);
+    std::memcpy(grown.get(), storage_.get(), end_);
+    storage_ = std::move(grown);
+    capacity_ = next;
+    return room();
   }
-  return true;
+  void commit(std::size_t n) noexcept { end_ += n; }
+
+  void append(std::string_view bytes) {
+    auto space = prepare(bytes.size(), std::max(capacity_, end_ - begin_ + bytes.size()));
+    std::memcpy(space.data(), bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+
+  void shrink_if_empty() {
+    if (empty() && capacity_ > kInitialInputBytes) {
+      storage_.reset();
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  std::span<char> room() noexcept { return {storage_.get() + end_, capacity_ - end_}; }
+
+  std::unique_ptr<char[]> storage_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+// Writes `n` as lower-case hex, the size line of one chunk.
+std::string_view chunk_size_line(std::size_t n, std::array<char, 24>& storage) {
+  auto [end, ec] = std::to_chars(storage.data(), storage.data() + 16, n, 16);
+  *end++ = '\r';
+  *end++ = '\n';
+  return {storage.data(), static_cast<std::size_t>(end - storage.data())};
 }
 
 class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
  public:
-  Session(tcp::socket socket, Worker& worker) : client_(std::move(socket)), worker_(worker) {}
+  Session(Socket socket, Worker& worker)
+      : client_(std::move(socket)),
+        worker_(worker),
+        gate_(worker.connections),
+        timer_(client_.get_executor()),
+        upstream_(client_.get_executor()),
+        request_parser_({.max_head_bytes = worker.limits.max_header_bytes,
+                         .max_request_line = worker.limits.max_target_bytes + 32,
+                         .max_fields = worker.limits.max_header_fields}),
+        response_parser_({.max_head_bytes = worker.limits.max_header_bytes,
+                          .max_request_line = worker.limits.max_header_bytes,
+                          .max_fields = worker.limits.max_header_fields}) {}
+
+  ~Session() { gate_.leave(); }
 
   void start() {
-    beast::error_code ec;
-    client_.socket().set_option(tcp::no_delay(true), ec);
-    const auto peer = client_.socket().remote_endpoint(ec);
+    error_code ec;
+    client_.set_option(tcp::no_delay(true), ec);
+    client_.non_blocking(true, ec);
+    const auto peer = client_.remote_endpoint(ec);
     if (ec) return;  // the client left before we looked
     peer_ = to_ip(peer.address());
-    peer_text_.resize(46);
-    peer_text_.resize(peer_.format(std::span<char, 46>(peer_text_.data(), 46)));
-    read_request_header();
+    std::array<char, 46> text;
+    peer_text_.assign(text.data(), peer_.format(std::span<char, 46>(text)));
+    wait_for_request();
   }
 
  private:
+  const SessionLimits& limits() const noexcept { return worker_.limits; }
+  const UpstreamTarget& upstream_target() const { return worker_.pool.target(route_->upstream); }
+
+  // ---- deadlines --------------------------------------------------------------------------------
+  // One timer per connection, moved lazily: a step that extends the deadline only stores it, and
+  // the timer, when it fires early, re-arms itself for the stored deadline. Most requests then cost
+  // no timer operation at all. A deadline that passes cancels the sockets; the step that was
+  // waiting sees operation_aborted with timed_out_ set.
+
+  // Starts the deadline of the next step. A timeout that hit a step which had already completed is
+  // forgotten here.
+  void set_deadline(SteadyClock::duration within) {
+    timed_out_ = false;
+    deadline_ = SteadyClock::now() + within;
+    if (deadline_ < timer_expiry_) arm_timer(deadline_);
+  }
+
+  void arm_timer(SteadyClock::time_point when) {
+    timer_expiry_ = when;
+    timer_.expires_at(when);
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+  }
+
+  void on_timer(error_code ec) {
+    if (ec || finished_) return;  // re-armed or finished
+    if (SteadyClock::now() < deadline_) return arm_timer(deadline_);
+    timer_expiry_ = SteadyClock::time_point::max();
+    timed_out_ = true;
+    client_.cancel(ec);
+    if (upstream_.is_open()) upstream_.cancel(ec);
+  }
+
+  // Reads the flag and clears it: the next step starts a fresh deadline.
+  bool take_timeout() noexcept { return std::exchange(timed_out_, false); }
+
   // ---- reading a request ------------------------------------------------------------------------
 
-  void read_request_header() {
-    request_.emplace();
-    request_->header_limit(static_cast<std::uint32_t>(worker_.limits.max_header_bytes));
-    request_->body_limit(boost::none);  // bodies are streamed, never held
-    screen_.reset();
-    client_.expires_after(requests_served_ == 0 ? worker_.limits.header_timeout
-                                                : worker_.limits.idle_timeout);
-    parse_request_header();
+  void wait_for_request() {
+    request_parser_.reset();
+    head_started_ = !input_.empty();
+    // A new connection or a started head gets header_timeout; a kept-alive one waits idle_timeout
+    // for its next request's first byte.
+    set_deadline(requests_served_ == 0 || head_started_ ? limits().header_timeout
+                                                        : limits().idle_timeout);
+    if (head_started_) return parse_request_head();
+    input_.shrink_if_empty();
+    wait_for_client_bytes();
   }
 
-  // Reads until the header section is buffered, screens it (HeaderScreen), then lets Beast parse
-  // it. Bytes after the header stay in client_buffer_ for the body or the next request.
-  void parse_request_header() {
-    const auto data = client_buffer_.data();
-    const std::string_view buffered(static_cast<const char*>(data.data()), data.size());
-    switch (screen_.scan(buffered)) {
-      case HeaderScreen::Verdict::complete:
-        break;
-      case HeaderScreen::Verdict::need_more: {
-        if (buffered.size() >= worker_.limits.max_header_bytes) {
-          return reply({.kind = screen_.in_request_line() ? ErrorKind::uri_too_long
-                                                          : ErrorKind::header_fields_too_large},
-                       true);
+  // Waits for readability instead of reading speculatively: the next request rarely arrives
+  // before the previous response is out, and a read that fails with EAGAIN is a wasted syscall.
+  void wait_for_client_bytes() {
+    client_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
+      self->on_client_readable(ec);
+    });
+  }
+
+  void on_client_readable(error_code ec) {
+    if (ec) return on_request_head_error(ec);
+    const auto room = input_.prepare(kInitialInputBytes, limits().max_header_bytes);
+    const std::size_t n = client_.read_some(net::buffer(room.data(), room.size()), ec);
+    if (is_would_block(ec)) return wait_for_client_bytes();
+    if (ec) return on_request_head_error(ec);
+    input_.commit(n);
+    if (!head_started_) {
+      head_started_ = true;
+      set_deadline(limits().header_timeout);
+    }
+    parse_request_head();
+  }
+
+  void parse_request_head() {
+    switch (request_parser_.parse(input_.data(), request_)) {
+      case http1::ParseStatus::need_more:
+        if (input_.size() >= limits().max_header_bytes) {
+          return reply(
+              {.kind = request_parser_.in_request_line() ? ErrorKind::uri_too_long
+                                                         : ErrorKind::header_fields_too_large},
+              true);
         }
-        const std::size_t room = worker_.limits.max_header_bytes - buffered.size();
-        client_.async_read_some(
-            client_buffer_.prepare(std::min<std::size_t>(room, 16 * 1024)),
-            beast::bind_front_handler(&Session::on_request_header_bytes, shared_from_this()));
-        return;
-      }
-      case HeaderScreen::Verdict::request_line_too_long:
+        return wait_for_client_bytes();
+      case http1::ParseStatus::error:
+        return reply_to_bad_head(request_parser_.error());
+      case http1::ParseStatus::complete:
+        return on_request_head();
+    }
+  }
+
+  void reply_to_bad_head(http1::HeadError error) {
+    switch (error) {
+      case http1::HeadError::line_too_long:
         return reply({.kind = ErrorKind::uri_too_long}, true);
-      case HeaderScreen::Verdict::obs_fold:
-        return reply({.kind = ErrorKind::bad_request, .message = "Obsolete line folding in header"},
-                     true);
-      case HeaderScreen::Verdict::bare_cr:
-      case HeaderScreen::Verdict::control_byte:
-        return reply({.kind = ErrorKind::bad_request, .message = "Invalid character in header"},
-                     true);
+      case http1::HeadError::head_too_large:
+        return reply({.kind = ErrorKind::header_fields_too_large}, true);
+      default:
+        return reply({.kind = ErrorKind::bad_request, .message = http1::describe(error)}, true);
     }
-    beast::error_code ec;
-    const std::size_t used = request_->put(client_buffer_.data(), ec);
-    client_buffer_.consume(used);
-    if (!ec && !request_->is_header_done()) ec = http::error::partial_message;
-    on_request_header(ec, used);
   }
 
-  void on_request_header_bytes(beast::error_code ec, std::size_t n) {
-    if (ec) {
-      if (ec == net::error::eof && client_buffer_.size() > 0) ec = http::error::partial_message;
-      return on_request_header_error(ec);
+  void on_request_head_error(error_code ec) {
+    if (take_timeout()) {
+      // A client that sent part of a head and stalled is told why; an idle one is just closed.
+      if (!input_.empty()) return reply({.kind = ErrorKind::request_timeout}, true);
+      return close();
     }
-    client_buffer_.commit(n);
-    parse_request_header();
+    if (ec == net::error::eof && !input_.empty()) {
+      return reply({.kind = ErrorKind::bad_request, .message = "Incomplete request"}, true);
+    }
+    close();
   }
 
-  void on_request_header(beast::error_code ec, std::size_t) {
-    if (ec) return on_request_header_error(ec);
-    auto& req = request_->get();
-    client_keep_alive_ = req.keep_alive();
-    if (!framing_is_unambiguous(*request_)) {
-      return reply({.kind = ErrorKind::bad_request, .message = "Unsupported or ambiguous framing"},
-                   true);
-    }
-    has_expect_continue_ = beast::iequals(req[http::field::expect], "100-continue");
+  void on_request_head() {
+    // The head's views point into input_, whose bytes stay where they are until the next read
+    // into it, after this exchange: consuming only moves the read position.
+    input_.consume(request_.head_bytes);
+    client_keep_alive_ = request_.keep_alive;
+    http10_client_ = request_.version_minor == 0;
+    head_request_ = request_.method == "HEAD";
+    expect_continue_ = request_.expect_continue && request_.framing != http1::Framing::none;
+    body_left_ = request_.framing == http1::Framing::content_length ? request_.content_length : 0;
+    if (request_.framing == http1::Framing::chunked) chunked_.reset();
 
-    if (req.target().size() > worker_.limits.max_target_bytes) {
+    if (request_.target.size() > limits().max_target_bytes) {
       return reply({.kind = ErrorKind::uri_too_long}, true);
     }
     std::string_view query;
-    switch (classify::normalize_target(req.target(), path_, query)) {
+    switch (classify::normalize_target(request_.target, path_, query)) {
       case classify::PathError::none:
         break;
       case classify::PathError::bad_percent_encoding:
@@ -172,24 +307,31 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
         return reply({.kind = ErrorKind::bad_request, .message = "Malformed request target"}, true);
     }
     forward_target_.assign(path_);
-    if (!query.empty() || req.target().find('?') != std::string_view::npos) {
+    if (!query.empty() || request_.target.find('?') != std::string_view::npos) {
       forward_target_.push_back('?');
       forward_target_.append(query);
     }
 
+    const std::string_view routing = classify::routing_path(path_, scratch_, routing_path_);
     snapshot_ = worker_.snapshots.load();
     const auto& cfg = *snapshot_->config;
-    route_ = snapshot_->router.match(req.method_string(), path_);
+    route_ = snapshot_->router.match(request_.method, routing);
     if (route_ == nullptr) return reply({.kind = ErrorKind::not_found}, false);
+    // Refused before anything is read or charged: the client learns at once, and a body the route
+    // will never accept costs no quota.
+    if (route_->max_body > 0 && request_.framing == http1::Framing::content_length &&
+        request_.content_length > route_->max_body) {
+      return reply({.kind = ErrorKind::payload_too_large, .route = route_->name}, true);
+    }
     if (route_->limits.empty()) return forward();
 
-    FieldsLookup headers(req.base());
+    const HeadLookup headers(request_);
     classify::RequestView view{
-        .method = req.method_string(),
-        .path = path_,
+        .method = request_.method,
+        .path = routing,
         .client = classify::client_ip(peer_, cfg.trusted_proxies,
-                                      joined_values(req.base(), kXForwardedFor, scratch_),
-                                      joined_values(req.base(), "Forwarded", scratch2_)),
+                                      request_.joined("X-Forwarded-For", scratch_),
+                                      request_.joined("Forwarded", scratch2_)),
         .headers = &headers,
     };
     const std::size_t n = route_->limits.size();
@@ -202,29 +344,11 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     call_.verdicts = std::span<limit::Verdict>(verdicts_.data(), n);
     call_.mode = limit::Mode::charge_if_all_allowed;
     if (worker_.store.decide(call_, *this) == limit::Store::Completion::pending) {
+      set_deadline(kNoDeadline);
       pending_self_ = shared_from_this();  // keeps the session alive until on_decided
       return;
     }
     act_on_decision();
-  }
-
-  void on_request_header_error(beast::error_code ec) {
-    if (ec == net::error::eof || ec == http::error::end_of_stream ||
-        ec == net::error::connection_reset || ec == net::error::operation_aborted) {
-      return close();
-    }
-    if (ec == beast::error::timeout) {
-      // A client that sent part of a header and stalled is told why; an idle one is just closed.
-      if (client_buffer_.size() > 0) return reply({.kind = ErrorKind::request_timeout}, true);
-      return close();
-    }
-    if (ec == http::error::header_limit) {
-      return reply({.kind = ErrorKind::header_fields_too_large}, true);
-    }
-    if (is_parse_error(ec)) {
-      return reply({.kind = ErrorKind::bad_request, .message = "Malformed HTTP request"}, true);
-    }
-    close();
   }
 
   void on_decided(limit::DecideCall&) override {
@@ -236,12 +360,12 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     if (call_.outcome == limit::Outcome::store_error) return on_store_error();
     const bool allowed = call_.outcome == limit::Outcome::allowed;
     reported_ = verdict_to_report(call_.verdicts, allowed);
-    const auto& verdict = call_.verdicts[*reported_];
-    format_quota_headers(snapshot_->config->headers, route_->limits[*reported_], verdict, quota_);
+    const auto& verdict = call_.verdicts[reported_];
+    format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);
     if (allowed) return forward();
     reply({.kind = ErrorKind::rate_limited,
            .route = route_->name,
-           .limit = route_->limits[*reported_].name,
+           .limit = route_->limits[reported_].name,
            .retry_after = limit::retry_after_seconds(verdict.retry_after)},
           false);
   }
@@ -266,346 +390,380 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
   }
 
-  // ---- forwarding -------------------------------------------------------------------------------
+  std::span<const HeaderLine> quota_lines() const noexcept { return {quota_.lines, quota_.count}; }
+
+  // ---- forwarding the request -------------------------------------------------------------------
 
   void forward() {
-    auto& req = request_->get();
-    const std::string_view host = req[http::field::host];
-    forwarded_host_.assign(host);
-    std::string_view prior = joined_values(req.base(), kXForwardedFor, scratch_);
-    forwarded_for_.assign(prior);
-    if (!forwarded_for_.empty()) forwarded_for_.append(", ");
-    forwarded_for_.append(peer_text_);
-
-    remove_hop_by_hop(req.base());
-    if (has_expect_continue_) req.erase(http::field::expect);  // sluice answers it itself
-    req.target(forward_target_);
-    req.version(11);
-    req.set(kXForwardedFor, forwarded_for_);
-    req.set("X-Forwarded-Proto", "http");
-    if (!forwarded_host_.empty()) req.set("X-Forwarded-Host", forwarded_host_);
-    req.keep_alive(true);
-
-    if (has_expect_continue_ && !request_->is_done()) {
+    http1::write_upstream_request_head(
+        request_, {.target = forward_target_, .client_address = peer_text_}, upstream_head_);
+    if (http10_client_) {
+      // An HTTP/1.0 client cannot read chunks: asking in HTTP/1.0 makes the upstream send a length
+      // or close, never chunks. Keep-alive is requested explicitly, as HTTP/1.0 needs.
+      upstream_head_[upstream_head_.find("\r\n") - 1] = '0';
+      upstream_head_.resize(upstream_head_.size() - 2);
+      upstream_head_.append("Connection: keep-alive\r\n\r\n");
+    }
+    // The client waits for "100 Continue" before sending its body: sluice says it only now that the
+    // request is allowed, so a rejected upload is never sent.
+    if (expect_continue_ && input_.empty()) {
+      set_deadline(limits().send_timeout);
       net::async_write(client_, net::buffer(kContinue.data(), kContinue.size()),
-                       beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
+                       [self = shared_from_this()](error_code ec, std::size_t) {
+                         if (ec) return self->close();
+                         self->acquire_upstream();
+                       });
       return;
     }
-    acquire_upstream();
-  }
-
-  void on_continue_sent(beast::error_code ec, std::size_t) {
-    if (ec) return close();
     acquire_upstream();
   }
 
   void acquire_upstream() {
     retried_ = false;
-    upstream_ = worker_.pool.take_idle(route_->upstream);
-    upstream_reused_ = upstream_ != nullptr;
-    if (upstream_reused_) return send_request();
+    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_);
+    if (upstream_reused_) return send_request_head();
     connect_upstream();
   }
 
   void connect_upstream() {
-    upstream_ = std::make_unique<beast::tcp_stream>(worker_.pool.executor());
-    upstream_buffer_.clear();
-    upstream_->expires_after(worker_.pool.target(route_->upstream).connect_timeout);
-    upstream_->async_connect(
-        worker_.pool.next_endpoint(route_->upstream),
-        beast::bind_front_handler(&Session::on_upstream_connect, shared_from_this()));
+    upstream_ = Socket(worker_.pool.executor());
+    set_deadline(upstream_target().connect_timeout);
+    upstream_.async_connect(worker_.pool.next_endpoint(route_->upstream),
+                            [self = shared_from_this()](error_code ec) {
+                              if (ec) return self->upstream_failed(ec, "connect");
+                              self->upstream_.set_option(tcp::no_delay(true), ec);
+                              self->upstream_.non_blocking(true, ec);
+                              self->send_request_head();
+                            });
   }
 
-  void on_upstream_connect(beast::error_code ec) {
-    if (ec) return upstream_failed(ec, "connect");
-    upstream_->socket().set_option(tcp::no_delay(true), ec);
-    send_request();
-  }
-
-  void send_request() {
-    upstream_buffer_.clear();
-    request_writer_.emplace(request_->get());
-    auto& req = request_->get();
-    if (!request_->is_done() && !req.chunked() && request_->content_length()) {
-      // A body of known length moves as raw bytes (see relay_raw); chunked ones go through the
-      // parser, which removes and re-applies the chunk framing.
-      raw_[kRequestLeg] = {.active = true, .remaining = *request_->content_length()};
-      upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-      http::async_write_header(*upstream_, *request_writer_,
-                               beast::bind_front_handler(&Session::on_raw_header_written,
-                                                         shared_from_this(), kRequestLeg));
-      return;
+  // One write carries the head and the body bytes that arrived with it: for most requests that is
+  // the whole request. Those bytes stay in input_ until the upstream answers, so a request sent
+  // into a pooled connection the upstream had closed can be sent again.
+  void send_request_head() {
+    sent_from_input_ = 0;
+    request_body_done_ = true;
+    const std::string_view buffered = input_.data();
+    switch (request_.framing) {
+      case http1::Framing::none:
+      case http1::Framing::until_close:
+        break;
+      case http1::Framing::content_length:
+        sent_from_input_ =
+            static_cast<std::size_t>(std::min<std::uint64_t>(buffered.size(), body_left_));
+        request_body_done_ = sent_from_input_ == body_left_;
+        break;
+      case http1::Framing::chunked:
+        sent_from_input_ = chunked_.scan(buffered);
+        if (!chunked_body_ok()) return;
+        request_body_done_ = chunked_.done();
+        break;
     }
+    const std::array<net::const_buffer, 2> pieces{
+        net::buffer(upstream_head_.data(), upstream_head_.size()),
+        net::buffer(buffered.data(), sent_from_input_)};
+    set_deadline(upstream_target().timeout);
+    net::async_write(upstream_, pieces, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_request_head_sent(ec);
+    });
+  }
+
+  // Checks the chunked request body seen so far; answers the client and returns false when it is
+  // malformed or over the route's max_body.
+  bool chunked_body_ok() {
+    if (chunked_.failed()) {
+      drop_upstream();
+      reply({.kind = ErrorKind::bad_request, .message = "Malformed chunked body"}, true);
+      return false;
+    }
+    if (route_->max_body > 0 && chunked_.data_bytes() > route_->max_body) {
+      drop_upstream();
+      reply({.kind = ErrorKind::payload_too_large, .route = route_->name}, true);
+      return false;
+    }
+    return true;
+  }
+
+  void on_request_head_sent(error_code ec) {
+    if (ec) return upstream_failed(ec, "send");
+    if (request_body_done_) return read_response_head();
+    // The rest of the body streams from the client: from here on the request cannot be replayed.
+    body_streamed_ = true;
+    release_sent_input();
     relay_request_body();
   }
 
-  // The request body moves in pieces of relay_buffer_bytes: read some from the client, write it to
-  // the upstream, repeat. The first write carries the header too.
-  void relay_request_body() {
-    auto& body = request_->get().body();
-    if (request_->is_done()) {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
-      return write_request_piece();
-    }
-    body.data = relay_buffer();
-    body.size = RelayBuffers::kBytes;
-    // Beast reads as much as the flat buffer's spare capacity (512 bytes at least): give it room.
-    client_buffer_.reserve(RelayBuffers::kBytes);
-    client_.expires_after(worker_.limits.body_timeout);
-    http::async_read_some(
-        client_, client_buffer_, *request_,
-        beast::bind_front_handler(&Session::on_request_piece, shared_from_this()));
+  void release_sent_input() {
+    input_.consume(sent_from_input_);
+    if (request_.framing == http1::Framing::content_length) body_left_ -= sent_from_input_;
+    sent_from_input_ = 0;
   }
 
-  void on_request_piece(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
+  void relay_request_body() {
+    std::size_t want = RelayBuffers::kBytes;
+    if (request_.framing == http1::Framing::content_length) {
+      want = static_cast<std::size_t>(std::min<std::uint64_t>(want, body_left_));
+    }
+    set_deadline(limits().body_timeout);
+    client_.async_read_some(net::buffer(relay_buffer(), want),
+                            [self = shared_from_this()](error_code ec, std::size_t n) {
+                              self->on_request_body_read(ec, n);
+                            });
+  }
+
+  void on_request_body_read(error_code ec, std::size_t n) {
     if (ec) {
-      // The client went away or sent a broken body: the upstream has a partial request, so its
-      // connection cannot be reused.
-      upstream_.reset();
-      if (is_parse_error(ec)) {
-        return reply({.kind = ErrorKind::bad_request, .message = "Malformed request body"}, true);
-      }
+      // The upstream holds part of a request: that connection can never be reused.
+      drop_upstream();
+      if (take_timeout()) return reply({.kind = ErrorKind::request_timeout}, true);
       return close();
     }
-    auto& body = request_->get().body();
-    body.size = RelayBuffers::kBytes - body.size;
-    // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
-    // which is the end-of-body marker.
-    body.data = body.size == 0 ? nullptr : relay_buffer();
-    body.more = !request_->is_done();
-    body_bytes_sent_ += body.size;
-    write_request_piece();
-  }
-
-  void write_request_piece() {
-    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_write(
-        *upstream_, *request_writer_,
-        beast::bind_front_handler(&Session::on_request_piece_written, shared_from_this()));
-  }
-
-  void on_request_piece_written(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) return upstream_failed(ec, "send");
-    if (request_writer_->is_done()) return read_response_header();
-    relay_request_body();
-  }
-
-  void read_response_header() {
-    response_.emplace();
-    response_->header_limit(static_cast<std::uint32_t>(worker_.limits.max_header_bytes));
-    response_->body_limit(boost::none);
-    if (request_->get().method() == http::verb::head) response_->skip(true);
-    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_read_header(
-        *upstream_, upstream_buffer_, *response_,
-        beast::bind_front_handler(&Session::on_response_header, shared_from_this()));
-  }
-
-  void on_response_header(beast::error_code ec, std::size_t) {
-    if (ec) return upstream_failed(ec, "response");
-    auto& res = response_->get();
-    if (res.result_int() / 100 == 1 && res.result() != http::status::switching_protocols) {
-      // Interim responses (100 Continue, 103 Early Hints) were already handled or are optional:
-      // drop them and wait for the final response.
-      return read_response_header();
+    std::size_t body_part = n;
+    if (request_.framing == http1::Framing::content_length) {
+      body_left_ -= n;
+      request_body_done_ = body_left_ == 0;
+    } else {
+      body_part = chunked_.scan({relay_buffer(), n});
+      if (!chunked_body_ok()) return;
+      request_body_done_ = chunked_.done();
+      // Bytes past the body's end are the client's next request.
+      if (body_part < n) input_.append({relay_buffer() + body_part, n - body_part});
     }
-    const bool upstream_keep_alive = res.keep_alive();
-    upstream_reusable_ = upstream_keep_alive;
-    remove_hop_by_hop(res.base());
-    if (reported_) {
-      for (std::size_t i = 0; i < quota_.count; ++i) {
-        res.set(quota_.lines[i].name, quota_.lines[i].value);
+    set_deadline(upstream_target().timeout);
+    net::async_write(upstream_, net::buffer(relay_buffer(), body_part),
+                     [self = shared_from_this()](error_code write_ec, std::size_t) {
+                       if (write_ec) return self->upstream_failed(write_ec, "send");
+                       if (self->request_body_done_) return self->read_response_head();
+                       self->relay_request_body();
+                     });
+  }
+
+  // ---- the response -----------------------------------------------------------------------------
+  // The response head is read into the relay buffer; the body bytes that follow it there go out
+  // with the rendered head in one write.
+
+  void read_response_head() {
+    response_parser_.reset(head_request_);
+    response_bytes_ = 0;
+    set_deadline(upstream_target().timeout);
+    wait_for_upstream_bytes();
+  }
+
+  void wait_for_upstream_bytes() {
+    upstream_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
+      self->on_upstream_readable(ec);
+    });
+  }
+
+  void on_upstream_readable(error_code ec) {
+    if (ec) return upstream_failed(ec, "response");
+    const std::size_t n = upstream_.read_some(
+        net::buffer(relay_buffer() + response_bytes_, RelayBuffers::kBytes - response_bytes_), ec);
+    if (is_would_block(ec)) return wait_for_upstream_bytes();
+    if (ec) return upstream_failed(ec, "response");
+    response_bytes_ += n;
+    parse_response_head();
+  }
+
+  void parse_response_head() {
+    const std::string_view buffered(relay_buffer(), response_bytes_);
+    switch (response_parser_.parse(buffered, response_)) {
+      case http1::ParseStatus::need_more:
+        if (response_bytes_ >= limits().max_header_bytes) {
+          return bad_upstream_response("response head too large");
+        }
+        return wait_for_upstream_bytes();
+      case http1::ParseStatus::error:
+        return bad_upstream_response(http1::describe(response_parser_.error()));
+      case http1::ParseStatus::complete:
+        break;
+    }
+    if (response_.status < 200) {
+      // sluice never forwards Upgrade, so a 101 is a broken upstream. Other interim responses
+      // (100 Continue, 103 Early Hints) are optional: dropped, and the final one awaited.
+      if (response_.status == 101) return bad_upstream_response("unrequested 101");
+      response_bytes_ -= response_.head_bytes;
+      std::memmove(relay_buffer(), relay_buffer() + response_.head_bytes, response_bytes_);
+      response_parser_.reset(head_request_);
+      if (response_bytes_ > 0) return parse_response_head();
+      return wait_for_upstream_bytes();
+    }
+    on_response_head();
+  }
+
+  void bad_upstream_response(std::string_view why) {
+    spdlog::warn("route {}: malformed response from upstream: {}", route_->name, why);
+    drop_upstream();
+    release_sent_input();
+    reply({.kind = ErrorKind::bad_gateway, .route = route_->name}, !request_complete());
+  }
+
+  void on_response_head() {
+    release_sent_input();
+    upstream_reusable_ = response_.keep_alive;
+    response_framing_ = response_.framing;
+    response_left_ = response_.content_length;
+    // A body delimited by the upstream closing is re-framed as chunked so the client connection can
+    // stay open; an HTTP/1.0 client cannot read chunks, so it gets the close-delimited body.
+    bool keep_alive = client_keep_alive_;
+    http1::Framing out = response_framing_;
+    reframe_ = false;
+    if (response_framing_ == http1::Framing::until_close) {
+      upstream_reusable_ = false;
+      if (http10_client_) {
+        keep_alive = false;
+        out = http1::Framing::none;
+      } else {
+        reframe_ = true;
+        out = http1::Framing::chunked;
       }
     }
-    // A body delimited by the upstream closing cannot be relayed that way on a kept-alive client
-    // connection: re-frame it as chunked.
-    if (!response_->is_done() && !res.has_content_length() && !res.chunked() &&
-        !response_->skip()) {
-      res.chunked(true);
+    if (response_framing_ == http1::Framing::chunked) chunked_.reset();
+    client_keep_alive_ = keep_alive;
+    http1::write_client_response_head(
+        response_, reported_ != kNoReport ? quota_lines() : std::span<const HeaderLine>{}, out,
+        response_.content_length, keep_alive, response_head_);
+    if (keep_alive && http10_client_) {
+      // HTTP/1.0 keeps a connection only when told so.
+      response_head_.resize(response_head_.size() - 2);
+      response_head_.append("Connection: keep-alive\r\n\r\n");
     }
-    res.version(11);
-    res.keep_alive(client_keep_alive_);
-    response_writer_.emplace(res);
-    if (!response_->is_done() && !res.chunked() && response_->content_length()) {
-      raw_[kResponseLeg] = {.active = true, .remaining = *response_->content_length()};
-      client_.expires_after(worker_.limits.send_timeout);
-      response_started_ = true;
-      http::async_write_header(client_, *response_writer_,
-                               beast::bind_front_handler(&Session::on_raw_header_written,
-                                                         shared_from_this(), kResponseLeg));
-      return;
+    response_started_ = true;
+    const std::size_t body_offset = response_.head_bytes;
+    send_response_piece(response_head_, relay_buffer() + body_offset,
+                        response_bytes_ - body_offset);
+  }
+
+  // Sends `head` (empty after the first piece) and the body bytes in [data, data + n) to the
+  // client, taking from them only what belongs to the response body.
+  void send_response_piece(std::string_view head, const char* data, std::size_t n) {
+    std::size_t body_part = n;
+    switch (response_framing_) {
+      case http1::Framing::none:
+        body_part = 0;
+        response_done_ = true;
+        break;
+      case http1::Framing::content_length:
+        body_part = static_cast<std::size_t>(std::min<std::uint64_t>(n, response_left_));
+        response_left_ -= body_part;
+        response_done_ = response_left_ == 0;
+        break;
+      case http1::Framing::chunked:
+        body_part = chunked_.scan({data, n});
+        if (chunked_.failed()) {
+          if (!head.empty()) return bad_upstream_response("malformed chunked body");
+          spdlog::warn("route {}: malformed chunked body from upstream", route_->name);
+          drop_upstream();
+          return close();
+        }
+        response_done_ = chunked_.done();
+        break;
+      case http1::Framing::until_close:
+        response_done_ = false;  // until the upstream closes
+        break;
     }
-    relay_response_body();
-  }
-
-  // ---- raw relay: bodies of known length
-  // --------------------------------------------------------- Once the header is written, a
-  // Content-Length body is copied as bytes, socket to socket through one pooled 64 KiB buffer: no
-  // parser in the way, and each read is as large as the kernel has. Bytes that arrived with the
-  // header (in the flat buffer) go first.
-
-  beast::tcp_stream& raw_source(int leg) { return leg == kRequestLeg ? client_ : *upstream_; }
-  beast::tcp_stream& raw_destination(int leg) { return leg == kRequestLeg ? *upstream_ : client_; }
-  beast::flat_buffer& raw_source_buffer(int leg) {
-    return leg == kRequestLeg ? client_buffer_ : upstream_buffer_;
-  }
-  std::chrono::milliseconds raw_read_timeout(int leg) const {
-    return leg == kRequestLeg ? worker_.limits.body_timeout
-                              : worker_.pool.target(route_->upstream).timeout;
-  }
-  std::chrono::milliseconds raw_write_timeout(int leg) const {
-    return leg == kRequestLeg ? worker_.pool.target(route_->upstream).timeout
-                              : worker_.limits.send_timeout;
-  }
-
-  void on_raw_header_written(int leg, beast::error_code ec, std::size_t) {
-    if (ec) return raw_failed(leg, ec, false);
-    relay_raw(leg);
-  }
-
-  void relay_raw(int leg) {
-    auto& raw = raw_[leg];
-    if (raw.remaining == 0) return raw_done(leg);
-    auto& buffered = raw_source_buffer(leg);
-    if (buffered.size() > 0) {
-      const auto n =
-          static_cast<std::size_t>(std::min<std::uint64_t>(buffered.size(), raw.remaining));
-      raw.from_buffer = true;
-      raw_destination(leg).expires_after(raw_write_timeout(leg));
-      net::async_write(
-          raw_destination(leg), net::buffer(buffered.data().data(), n),
-          beast::bind_front_handler(&Session::on_raw_written, shared_from_this(), leg));
-      return;
-    }
-    raw.from_buffer = false;
-    const auto n =
-        static_cast<std::size_t>(std::min<std::uint64_t>(RelayBuffers::kBytes, raw.remaining));
-    raw_source(leg).expires_after(raw_read_timeout(leg));
-    raw_source(leg).async_read_some(
-        net::buffer(relay_buffer(), n),
-        beast::bind_front_handler(&Session::on_raw_read, shared_from_this(), leg));
-  }
-
-  void on_raw_read(int leg, beast::error_code ec, std::size_t n) {
-    if (ec) return raw_failed(leg, ec, true);
-    raw_destination(leg).expires_after(raw_write_timeout(leg));
-    net::async_write(raw_destination(leg), net::buffer(relay_buffer(), n),
-                     beast::bind_front_handler(&Session::on_raw_written, shared_from_this(), leg));
-  }
-
-  void on_raw_written(int leg, beast::error_code ec, std::size_t n) {
-    if (ec) return raw_failed(leg, ec, false);
-    auto& raw = raw_[leg];
-    if (raw.from_buffer) raw_source_buffer(leg).consume(n);
-    raw.remaining -= n;
-    if (leg == kRequestLeg) body_bytes_sent_ += n;
-    relay_raw(leg);
-  }
-
-  void raw_done(int leg) {
-    if (leg == kRequestLeg) return read_response_header();
     // Bytes past the body mean the upstream broke framing: never reuse that connection.
-    if (upstream_reusable_ && upstream_buffer_.size() == 0) {
-      worker_.pool.give_back(route_->upstream, std::move(upstream_));
+    if (body_part < n) upstream_reusable_ = false;
+    std::array<net::const_buffer, 4> pieces{net::buffer(head.data(), head.size())};
+    if (reframe_ && body_part > 0) {
+      pieces[1] = net::buffer(chunk_size_line(body_part, chunk_line_));
+      pieces[2] = net::buffer(data, body_part);
+      pieces[3] = net::buffer(kCrlf.data(), kCrlf.size());
+    } else {
+      pieces[1] = net::buffer(data, body_part);
     }
-    upstream_.reset();
+    set_deadline(limits().send_timeout);
+    net::async_write(client_, pieces, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_response_piece_sent(ec);
+    });
+  }
+
+  void on_response_piece_sent(error_code ec) {
+    if (ec) {
+      drop_upstream();
+      return close();
+    }
+    if (!response_done_) return relay_response_body();
+    if (upstream_reusable_) {
+      worker_.pool.give_back(route_->upstream, std::move(upstream_));  // leaves upstream_ closed
+    }
+    drop_upstream();
     finish_exchange(client_keep_alive_);
-  }
-
-  void raw_failed(int leg, beast::error_code ec, bool reading) {
-    if (leg == kRequestLeg && !reading) return upstream_failed(ec, "send");
-    if (leg == kResponseLeg) {
-      spdlog::debug("route {}: response relay broke off: {}", route_->name, ec.message());
-    }
-    // The client left mid-upload, or part of the response is already with the client: all that
-    // is left is to end both connections.
-    upstream_.reset();
-    close();
-  }
-
-  bool request_complete() const {
-    const auto& raw = raw_[kRequestLeg];
-    return raw.active ? raw.remaining == 0 : request_->is_done();
   }
 
   void relay_response_body() {
-    auto& body = response_->get().body();
-    if (response_->is_done()) {
-      body.data = nullptr;
-      body.size = 0;
-      body.more = false;
-      return write_response_piece();
+    std::size_t want = RelayBuffers::kBytes;
+    if (response_framing_ == http1::Framing::content_length) {
+      want = static_cast<std::size_t>(std::min<std::uint64_t>(want, response_left_));
     }
-    body.data = relay_buffer();
-    body.size = RelayBuffers::kBytes;
-    upstream_buffer_.reserve(RelayBuffers::kBytes);
-    upstream_->expires_after(worker_.pool.target(route_->upstream).timeout);
-    http::async_read_some(
-        *upstream_, upstream_buffer_, *response_,
-        beast::bind_front_handler(&Session::on_response_piece, shared_from_this()));
+    set_deadline(upstream_target().timeout);
+    upstream_.async_read_some(net::buffer(relay_buffer(), want),
+                              [self = shared_from_this()](error_code ec, std::size_t n) {
+                                self->on_response_body_read(ec, n);
+                              });
   }
 
-  void on_response_piece(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
+  void on_response_body_read(error_code ec, std::size_t n) {
+    if (ec == net::error::eof && response_framing_ == http1::Framing::until_close) {
+      drop_upstream();
+      if (!reframe_) return finish_exchange(false);
+      response_done_ = true;
+      set_deadline(limits().send_timeout);
+      net::async_write(client_, net::buffer(kLastChunk.data(), kLastChunk.size()),
+                       [self = shared_from_this()](error_code write_ec, std::size_t) {
+                         self->on_response_piece_sent(write_ec);
+                       });
+      return;
+    }
     if (ec) {
-      // Part of the response is already with the client: all we can do is end both connections.
-      spdlog::debug("route {}: upstream response broke off: {}", route_->name, ec.message());
-      upstream_.reset();
+      // Part of the response is already with the client: all that is left is to end both
+      // connections, so the client sees a truncated response rather than a wrong one.
+      spdlog::debug("route {}: upstream response broke off: {}", route_->name,
+                    take_timeout() ? "timeout" : ec.message());
+      drop_upstream();
       return close();
     }
-    auto& body = response_->get().body();
-    body.size = RelayBuffers::kBytes - body.size;
-    // An empty piece must carry no pointer: Beast's chunked serializer would write an empty chunk,
-    // which is the end-of-body marker.
-    body.data = body.size == 0 ? nullptr : relay_buffer();
-    body.more = !response_->is_done();
-    write_response_piece();
+    send_response_piece({}, relay_buffer(), n);
   }
 
-  void write_response_piece() {
-    client_.expires_after(worker_.limits.send_timeout);
-    response_started_ = true;
-    http::async_write(
-        client_, *response_writer_,
-        beast::bind_front_handler(&Session::on_response_piece_written, shared_from_this()));
-  }
+  // ---- upstream failures ------------------------------------------------------------------------
 
-  void on_response_piece_written(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-      upstream_.reset();
-      return close();
-    }
-    if (!response_writer_->is_done()) return relay_response_body();
-    if (upstream_reusable_ && response_->is_done()) {
-      worker_.pool.give_back(route_->upstream, std::move(upstream_));
-    }
-    upstream_.reset();
-    finish_exchange(client_keep_alive_);
-  }
-
-  void upstream_failed(beast::error_code ec, const char* phase) {
-    upstream_.reset();
-    // A pooled connection the upstream closed while idle fails on first use. A request without a
-    // body is safe to send again, once, on a fresh connection.
-    const bool stale =
-        upstream_reused_ && (ec == net::error::eof || ec == http::error::end_of_stream ||
-                             ec == net::error::connection_reset || ec == net::error::broken_pipe);
-    if (stale && !retried_ && body_bytes_sent_ == 0 && request_complete()) {
+  void upstream_failed(error_code ec, const char* phase) {
+    const bool timed_out = take_timeout();
+    drop_upstream();
+    // A pooled connection the upstream closed while idle fails on first use. A request sent whole
+    // in the first write is still in input_ and safe to send again, once, on a fresh connection.
+    const bool stale = upstream_reused_ && !timed_out && is_disconnect(ec) &&
+                       response_bytes_ == 0 && !response_started_;
+    if (stale && !retried_ && !body_streamed_) {
       retried_ = true;
       upstream_reused_ = false;
+      if (request_.framing == http1::Framing::chunked) chunked_.reset();
       return connect_upstream();
     }
-    spdlog::warn("route {}: upstream {} failed: {}", route_->name, phase, ec.message());
+    release_sent_input();
+    spdlog::warn("route {}: upstream {} failed: {}", route_->name, phase,
+                 timed_out ? "timeout" : ec.message());
     if (response_started_) return close();
-    const bool timed_out = ec == beast::error::timeout;
     reply({.kind = timed_out ? ErrorKind::gateway_timeout : ErrorKind::bad_gateway,
            .route = route_->name},
           !request_complete());
+  }
+
+  void drop_upstream() {
+    error_code ec;
+    if (upstream_.is_open()) upstream_.close(ec);
+  }
+
+  bool request_complete() const noexcept {
+    switch (request_.framing) {
+      case http1::Framing::content_length:
+        return body_left_ == 0;
+      case http1::Framing::chunked:
+        return chunked_.done();
+      default:
+        return true;
+    }
   }
 
   // ---- local replies ----------------------------------------------------------------------------
@@ -613,59 +771,54 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   // Answers the current request from sluice itself. `must_close` when the connection cannot carry
   // another request (malformed input, a body we will not read).
   void reply(const ErrorReply& error, bool must_close) {
-    // An unread body must be consumed before the next request can be parsed; a small one is
-    // drained first, a large or unknown-length one means closing.
-    if (!must_close && request_ && !request_complete()) {
-      const auto length = request_->content_length();
-      if (!length || *length > worker_.limits.drain_body_bytes || has_expect_continue_) {
+    // An unread body must be consumed before the next request can be parsed: a small one is
+    // drained first; a large, chunked or not-yet-sent (Expect: 100-continue) one means closing.
+    if (!must_close && !request_complete()) {
+      if (request_.framing != http1::Framing::content_length ||
+          body_left_ > limits().drain_body_bytes || expect_continue_) {
         must_close = true;
       } else {
         pending_error_ = error;
         return drain_request_body();
       }
     }
-    write_error_body(error, reply_body_);
-    reply_.emplace();
-    auto& res = *reply_;
-    res.result(status_code(error.kind));
-    res.version(11);
-    res.set(http::field::content_type, "application/json");
-    if (error.retry_after > 0) res.set(http::field::retry_after, std::to_string(error.retry_after));
-    if (error.kind == ErrorKind::rate_limited) {
-      for (std::size_t i = 0; i < quota_.count; ++i) {
-        res.set(quota_.lines[i].name, quota_.lines[i].value);
-      }
-    }
-    res.body() = http::span_body<char>::value_type(reply_body_.data(), reply_body_.size());
-    res.keep_alive(!must_close && client_keep_alive_);
-    res.prepare_payload();
-    client_.expires_after(worker_.limits.send_timeout);
-    http::async_write(client_, res,
-                      beast::bind_front_handler(&Session::on_reply_written, shared_from_this(),
-                                                must_close || !client_keep_alive_));
+    const bool keep_alive = !must_close && client_keep_alive_;
+    write_error_response(
+        error,
+        error.kind == ErrorKind::rate_limited ? quota_lines() : std::span<const HeaderLine>{},
+        keep_alive, http10_client_, reply_body_, reply_);
+    set_deadline(limits().send_timeout);
+    net::async_write(client_, net::buffer(reply_.data(), reply_.size()),
+                     [self = shared_from_this(), keep_alive](error_code ec, std::size_t) {
+                       if (ec) return self->close();
+                       self->finish_exchange(keep_alive);
+                     });
   }
 
   void drain_request_body() {
-    auto& body = request_->get().body();
-    body.data = relay_buffer();
-    body.size = RelayBuffers::kBytes;
-    client_.expires_after(worker_.limits.body_timeout);
-    http::async_read(client_, client_buffer_, *request_,
-                     beast::bind_front_handler(&Session::on_drained, shared_from_this()));
+    const auto from_input =
+        static_cast<std::size_t>(std::min<std::uint64_t>(input_.size(), body_left_));
+    input_.consume(from_input);
+    body_left_ -= from_input;
+    if (body_left_ == 0) return reply(pending_error_, false);
+    set_deadline(limits().body_timeout);
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(RelayBuffers::kBytes, body_left_));
+    client_.async_read_some(net::buffer(relay_buffer(), want),
+                            [self = shared_from_this()](error_code ec, std::size_t n) {
+                              if (ec) {
+                                self->take_timeout();
+                                return self->close();
+                              }
+                              self->body_left_ -= n;
+                              self->drain_request_body();
+                            });
   }
 
-  void on_drained(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) return drain_request_body();
-    if (ec) return close();
-    reply(*pending_error_, false);
-  }
+  // ---- between requests and at the end ----------------------------------------------------------
 
-  void on_reply_written(bool close_after, beast::error_code ec, std::size_t) {
-    if (ec) return close();
-    finish_exchange(!close_after);
-  }
-
-  // Taken from the thread's pool when a body starts moving, returned when the exchange ends.
+  // Taken from the thread's pool when a body or a response starts moving, returned when the
+  // exchange ends: idle connections hold none.
   char* relay_buffer() {
     if (!relay_buffer_) relay_buffer_ = worker_.relay_buffers.take();
     return relay_buffer_.get();
@@ -674,70 +827,89 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void finish_exchange(bool keep_alive) {
     if (relay_buffer_) worker_.relay_buffers.give_back(std::move(relay_buffer_));
     ++requests_served_;
-    reply_.reset();
-    request_writer_.reset();
-    response_writer_.reset();
-    response_.reset();
-    reported_.reset();
+    reported_ = kNoReport;
     quota_.count = 0;
     route_ = nullptr;
     snapshot_.reset();
-    body_bytes_sent_ = 0;
     response_started_ = false;
-    raw_[kRequestLeg] = {};
-    raw_[kResponseLeg] = {};
+    response_bytes_ = 0;
+    sent_from_input_ = 0;
+    upstream_reused_ = false;
+    body_streamed_ = false;
+    request_.framing = http1::Framing::none;
+    body_left_ = 0;
     if (!keep_alive) return close();
-    read_request_header();
+    wait_for_request();
   }
 
   // Ends the connection. Sends FIN first, then reads and drops whatever the client still sends for
   // a moment: closing with unread bytes makes the kernel answer with a reset, which can destroy
   // the last response before the client has read it (the "lingering close" of RFC 9112 9.6).
   void close() {
-    beast::error_code ec;
-    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return client_.socket().close(ec);
+    drop_upstream();
+    error_code ec;
+    client_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return finish();
     lingered_bytes_ = 0;
+    set_deadline(kLingerTime);
     linger();
   }
 
   void linger() {
-    client_.expires_after(kLingerTime);
     client_.async_read_some(net::buffer(relay_buffer(), RelayBuffers::kBytes),
-                            beast::bind_front_handler(&Session::on_linger, shared_from_this()));
+                            [self = shared_from_this()](error_code ec, std::size_t n) {
+                              self->lingered_bytes_ += n;
+                              if (ec || self->lingered_bytes_ > kLingerBytes) return self->finish();
+                              self->linger();
+                            });
   }
 
-  void on_linger(beast::error_code ec, std::size_t n) {
-    lingered_bytes_ += n;
-    if (ec || lingered_bytes_ > kLingerBytes) {
-      client_.socket().close(ec);
-      return;
-    }
-    linger();
+  void finish() {
+    finished_ = true;
+    timer_.cancel();
+    error_code ec;
+    client_.close(ec);
+    drop_upstream();
+    if (relay_buffer_) worker_.relay_buffers.give_back(std::move(relay_buffer_));
   }
 
-  beast::tcp_stream client_;
+  static constexpr std::size_t kNoReport = ~std::size_t{0};
+
+  Socket client_;
   Worker& worker_;
-  beast::flat_buffer client_buffer_;
-  HeaderScreen screen_{worker_.limits.max_target_bytes + kRequestLineOverhead};
+  ConnectionGate& gate_;  // outlives the worker: a session may be destroyed after it at shutdown
+  SteadyTimer timer_;
+  Socket upstream_;
+  InputBuffer input_;
   std::unique_ptr<char[]> relay_buffer_;
   classify::IpAddress peer_;
   std::string peer_text_;
   std::size_t requests_served_ = 0;
   std::size_t lingered_bytes_ = 0;
 
+  // Deadlines.
+  SteadyClock::time_point deadline_ = SteadyClock::time_point::max();
+  SteadyClock::time_point timer_expiry_ = SteadyClock::time_point::max();
+  bool timed_out_ = false;
+  bool finished_ = false;
+
   // The current request.
-  std::optional<RequestParser> request_;
+  http1::RequestParser request_parser_;
+  http1::RequestHead request_;
+  bool head_started_ = false;
+  bool client_keep_alive_ = false;
+  bool http10_client_ = false;
+  bool head_request_ = false;
+  bool expect_continue_ = false;
+  std::uint64_t body_left_ = 0;    // Content-Length body bytes not yet taken from the client
+  http1::ChunkedScanner chunked_;  // the request's chunked body, then the response's
   std::shared_ptr<const Snapshot> snapshot_;
   const config::Route* route_ = nullptr;
   std::string path_;
   std::string forward_target_;
-  std::string forwarded_for_;
-  std::string forwarded_host_;
+  std::string routing_path_;  // see classify::routing_path; used only when the path has "%2F"
   std::string scratch_;
   std::string scratch2_;
-  bool client_keep_alive_ = false;
-  bool has_expect_continue_ = false;
 
   // Deciding.
   classify::KeyBuilder key_builder_;
@@ -745,38 +917,39 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   std::vector<limit::Verdict> verdicts_;
   limit::DecideCall call_;
   std::shared_ptr<Session> pending_self_;
-  std::optional<std::size_t> reported_;  // the verdict the quota headers describe
+  std::size_t reported_ = kNoReport;  // the verdict the quota headers describe
   QuotaHeaders quota_;
 
   // Forwarding.
-  std::unique_ptr<beast::tcp_stream> upstream_;
-  beast::flat_buffer upstream_buffer_;
+  std::string upstream_head_;
+  std::size_t sent_from_input_ = 0;  // body bytes the first write took from input_
+  bool request_body_done_ = true;
+  bool body_streamed_ = false;  // part of the body was read after the first write
   bool upstream_reused_ = false;
   bool upstream_reusable_ = false;
   bool retried_ = false;
+
+  // The response.
+  http1::ResponseParser response_parser_;
+  http1::ResponseHead response_;
+  std::string response_head_;
+  std::size_t response_bytes_ = 0;  // bytes of the response head read into the relay buffer
+  http1::Framing response_framing_ = http1::Framing::none;
+  std::uint64_t response_left_ = 0;
   bool response_started_ = false;
-  std::uint64_t body_bytes_sent_ = 0;
-  std::optional<RequestWriter> request_writer_;
-  struct RawBody {
-    bool active = false;
-    std::uint64_t remaining = 0;  // body bytes still to copy
-    bool from_buffer = false;     // the write in flight comes from the source's flat buffer
-  };
-  static constexpr int kRequestLeg = 0;
-  static constexpr int kResponseLeg = 1;
-  RawBody raw_[2];
-  std::optional<ResponseParser> response_;
-  std::optional<ResponseWriter> response_writer_;
+  bool response_done_ = false;
+  bool reframe_ = false;  // a close-delimited body sent on as chunks
+  std::array<char, 24> chunk_line_{};
 
   // Local replies.
   std::string reply_body_;
-  std::optional<LocalReply> reply_;
-  std::optional<ErrorReply> pending_error_;
+  std::string reply_;
+  ErrorReply pending_error_;
 };
 
 }  // namespace
 
-void start_session(tcp::socket socket, Worker& worker) {
+void start_session(Socket socket, Worker& worker) {
   std::make_shared<Session>(std::move(socket), worker)->start();
 }
 

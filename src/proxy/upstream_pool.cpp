@@ -31,26 +31,28 @@ std::vector<UpstreamTarget> resolve_upstreams(const config::Config& config) {
   return targets;
 }
 
-UpstreamPool::UpstreamPool(net::any_io_executor executor,
+UpstreamPool::UpstreamPool(Executor executor,
                            std::shared_ptr<const std::vector<UpstreamTarget>> targets)
-    : executor_(std::move(executor)),
+    : executor_(executor),
       targets_(std::move(targets)),
       idle_(targets_->size()),
       next_server_(targets_->size(), 0) {}
 
-std::unique_ptr<beast::tcp_stream> UpstreamPool::take_idle(std::size_t upstream) {
+bool UpstreamPool::take_idle(std::size_t upstream, Socket& out) {
   auto& idle = idle_[upstream];
   while (!idle.empty()) {
-    auto stream = std::move(idle.back());
+    Socket socket = std::move(idle.back());
     idle.pop_back();
     // An idle connection the upstream has closed reads as EOF (or has unexpected bytes): a cheap
     // non-blocking peek avoids sending a request into a dead socket most of the time.
     char probe;
-    const int fd = stream->socket().native_handle();
-    const ssize_t n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return stream;
+    const ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      out = std::move(socket);
+      return true;
+    }
   }
-  return nullptr;
+  return false;
 }
 
 const tcp::endpoint& UpstreamPool::next_endpoint(std::size_t upstream) {
@@ -59,11 +61,14 @@ const tcp::endpoint& UpstreamPool::next_endpoint(std::size_t upstream) {
   return endpoints[i];
 }
 
-void UpstreamPool::give_back(std::size_t upstream, std::unique_ptr<beast::tcp_stream> stream) {
+void UpstreamPool::give_back(std::size_t upstream, Socket&& socket) {
   auto& idle = idle_[upstream];
-  if (idle.size() >= kMaxIdlePerUpstream) return;
-  stream->expires_never();
-  idle.push_back(std::move(stream));
+  if (idle.size() >= kMaxIdlePerUpstream) {
+    boost::system::error_code ec;
+    socket.close(ec);
+    return;
+  }
+  idle.push_back(std::move(socket));
 }
 
 }  // namespace sluice::proxy

@@ -125,3 +125,40 @@ TEST_CASE("headers describe the limit closest to rejecting", "[responses]") {
     CHECK(proxy::verdict_to_report(v, false) == 2);
   }
 }
+
+TEST_CASE("a whole error response is rendered in one buffer, head and body", "[responses]") {
+  std::string body;
+  std::string out;
+  const proxy::HeaderLine quota[] = {{"X-RateLimit-Limit", "5"}, {"X-RateLimit-Remaining", "0"}};
+  const proxy::ErrorReply reply{
+      .kind = ErrorKind::rate_limited, .route = "login", .limit = "login-per-ip", .retry_after = 7};
+
+  SECTION("a kept-alive 429 carries Retry-After and the quota headers, and no Connection") {
+    proxy::write_error_response(reply, quota, true, false, body, out);
+    const std::string json =
+        R"({"error":"rate_limited","message":"Too many requests","route":"login","limit":"login-per-ip","retryAfter":7})";
+    CHECK(out ==
+          "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: " +
+              std::to_string(json.size()) +
+              "\r\nRetry-After: 7\r\nX-RateLimit-Limit: 5\r\nX-RateLimit-Remaining: 0\r\n\r\n" +
+              json);
+  }
+  SECTION("closing after the answer says so") {
+    proxy::write_error_response({.kind = ErrorKind::bad_request, .message = "Invalid character"},
+                                {}, false, false, body, out);
+    CHECK(out.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    CHECK(out.find("\r\nConnection: close\r\n\r\n{") != std::string::npos);
+    CHECK(out.find("Retry-After") == std::string::npos);
+  }
+  SECTION("an HTTP/1.0 client that asked to keep the connection is told it is kept") {
+    proxy::write_error_response({.kind = ErrorKind::not_found}, {}, true, true, body, out);
+    CHECK(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
+    CHECK(out.find("\r\nConnection: keep-alive\r\n\r\n") != std::string::npos);
+  }
+  SECTION("the connection limit answer is a 503 with its own code") {
+    proxy::write_error_response({.kind = ErrorKind::overloaded, .retry_after = 1}, {}, false, false,
+                                body, out);
+    CHECK(out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(out.find(R"({"error":"overloaded",)") != std::string::npos);
+  }
+}

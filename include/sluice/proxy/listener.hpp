@@ -1,7 +1,8 @@
 #pragma once
 #include <memory>
+#include <string>
 
-#include <sluice/net.hpp>
+#include <sluice/proxy/io.hpp>
 #include <sluice/proxy/session.hpp>
 
 namespace sluice::proxy {
@@ -20,11 +21,12 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void accept();
-  void on_accept(beast::error_code ec, tcp::socket socket);
+  void on_accept(boost::system::error_code ec, Socket socket);
+  void turn_away(Socket& socket);
 
-  net::io_context& ioc_;
-  tcp::acceptor acceptor_;
+  Acceptor acceptor_;
   Worker& worker_;
+  std::string overloaded_response_;  // rendered once: sent to connections past max_connections
 };
 
 }  // namespace sluice::proxy

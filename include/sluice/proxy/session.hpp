@@ -1,28 +1,50 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <vector>
 
+#include <sluice/config/config.hpp>
 #include <sluice/limit/store.hpp>
-#include <sluice/net.hpp>
+#include <sluice/proxy/io.hpp>
 #include <sluice/proxy/snapshot.hpp>
 #include <sluice/proxy/upstream_pool.hpp>
 
 namespace sluice::proxy {
 
-// Bounds on what one client connection may cost. Fixed for now; the hardening work makes them
-// configurable.
+// Bounds on what one client connection may cost (the config's `client:` section).
 struct SessionLimits {
-  std::chrono::seconds header_timeout{10};  // to receive a request's header section
-  std::chrono::seconds idle_timeout{60};    // between requests on a keep-alive connection
-  std::chrono::seconds body_timeout{60};    // between pieces of a request body
-  std::chrono::seconds send_timeout{60};    // for each write to the client
+  std::chrono::milliseconds header_timeout{10000};  // from a request's first byte to its blank line
+  std::chrono::milliseconds idle_timeout{
+      60000};  // waiting for a request on a kept-alive connection
+  std::chrono::milliseconds body_timeout{60000};  // between pieces of a request body
+  std::chrono::milliseconds send_timeout{60000};  // for each write to the client
   std::size_t max_header_bytes = 32 * 1024;
   std::size_t max_target_bytes = 8 * 1024;
+  std::size_t max_header_fields = 100;
   // A rejected request's unread body up to this size is read and dropped so the connection can be
   // kept alive; a larger one is answered with Connection: close.
   std::size_t drain_body_bytes = 64 * 1024;
+};
+
+// Counts the open client connections of the whole process against `max_connections`. Shared by
+// every event-loop thread, hence the atomic; touched once per connection, never per request.
+class ConnectionGate {
+ public:
+  explicit ConnectionGate(std::size_t max_connections) : max_(max_connections) {}
+  // Admits one more connection, or returns false when the limit is reached.
+  bool try_enter() noexcept {
+    if (open_.fetch_add(1, std::memory_order_relaxed) < max_) return true;
+    open_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  void leave() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
+  std::size_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
+
+ private:
+  const std::size_t max_;
+  std::atomic<std::size_t> open_{0};
 };
 
 // Buffers that carry bodies between client and upstream, recycled per thread: a connection holds
@@ -53,6 +75,7 @@ class RelayBuffers {
 // (the memory store is the exception: one instance serves all threads and is safe for that; a
 // Redis store is one per thread, on that thread's connection).
 struct Worker {
+  ConnectionGate& connections;
   const SnapshotHolder& snapshots;
   limit::Store& store;
   // Decides for routes with `on_store_error: local` while `store` fails; null when `store` is the
@@ -63,7 +86,8 @@ struct Worker {
   RelayBuffers relay_buffers{};
 };
 
-// Serves one accepted client connection until it closes.
-void start_session(tcp::socket socket, Worker& worker);
+// Serves one accepted client connection until it closes. The caller has entered
+// worker.connections for it; the session leaves it when it ends.
+void start_session(Socket socket, Worker& worker);
 
 }  // namespace sluice::proxy

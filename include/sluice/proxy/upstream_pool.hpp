@@ -6,7 +6,7 @@
 #include <vector>
 
 #include <sluice/config/config.hpp>
-#include <sluice/net.hpp>
+#include <sluice/proxy/io.hpp>
 
 namespace sluice::proxy {
 
@@ -24,25 +24,24 @@ class UpstreamPool {
  public:
   static constexpr std::size_t kMaxIdlePerUpstream = 256;
 
-  UpstreamPool(net::any_io_executor executor,
-               std::shared_ptr<const std::vector<UpstreamTarget>> targets);
+  UpstreamPool(Executor executor, std::shared_ptr<const std::vector<UpstreamTarget>> targets);
 
   const UpstreamTarget& target(std::size_t upstream) const { return (*targets_)[upstream]; }
-  net::any_io_executor executor() const { return executor_; }
+  Executor executor() const { return executor_; }
 
-  // An idle connection that still looks open, or null.
-  std::unique_ptr<beast::tcp_stream> take_idle(std::size_t upstream);
+  // An idle connection that still looks open, or false.
+  bool take_idle(std::size_t upstream, Socket& out);
   // The endpoint for the next new connection (round-robin over the servers).
   const tcp::endpoint& next_endpoint(std::size_t upstream);
   // Returns a connection whose last exchange ended cleanly; dropped when the pool is full.
-  void give_back(std::size_t upstream, std::unique_ptr<beast::tcp_stream> stream);
+  void give_back(std::size_t upstream, Socket&& socket);
 
   std::size_t idle_count(std::size_t upstream) const { return idle_[upstream].size(); }
 
  private:
-  net::any_io_executor executor_;
+  Executor executor_;
   std::shared_ptr<const std::vector<UpstreamTarget>> targets_;
-  std::vector<std::vector<std::unique_ptr<beast::tcp_stream>>> idle_;
+  std::vector<std::vector<Socket>> idle_;
   std::vector<std::size_t> next_server_;
 };
 
