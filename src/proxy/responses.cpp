@@ -44,6 +44,15 @@ constexpr KindInfo info(ErrorKind kind) noexcept {
 // parser error text; all ASCII in practice, but a quote or control byte must never break the body.
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
+  // Route and limit names never need escaping (the loader restricts them): append them whole.
+  const bool plain = std::none_of(s.begin(), s.end(), [](char c) {
+    return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+  });
+  if (plain) {
+    out.append(s);
+    out.push_back('"');
+    return;
+  }
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {

@@ -53,10 +53,6 @@ classify::IpAddress to_ip(const net::ip::address& address) {
   return ip;
 }
 
-bool is_would_block(const error_code& ec) {
-  return ec == net::error::would_block || ec == net::error::try_again;
-}
-
 // A connection the peer ended, as opposed to one that broke in some other way.
 bool is_disconnect(const error_code& ec) {
   return ec == net::error::eof || ec == net::error::connection_reset ||
@@ -160,7 +156,6 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void start() {
     error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
-    client_.non_blocking(true, ec);
     const auto peer = client_.remote_endpoint(ec);
     if (ec) return;  // the client left before we looked
     peer_ = to_ip(peer.address());
@@ -219,19 +214,18 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     wait_for_client_bytes();
   }
 
-  // Waits for readability instead of reading speculatively: the next request rarely arrives
-  // before the previous response is out, and a read that fails with EAGAIN is a wasted syscall.
+  // async_read_some rather than a readiness wait plus read: Asio's reactor reads speculatively only
+  // when the last read did not drain the socket, so a kept-alive connection's next read is queued
+  // without a syscall, while a readiness wait costs an epoll_ctl every time.
   void wait_for_client_bytes() {
-    client_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
-      self->on_client_readable(ec);
-    });
+    const auto room = input_.prepare(kInitialInputBytes, limits().max_header_bytes);
+    client_.async_read_some(net::buffer(room.data(), room.size()),
+                            [self = shared_from_this()](error_code ec, std::size_t n) {
+                              self->on_client_bytes(ec, n);
+                            });
   }
 
-  void on_client_readable(error_code ec) {
-    if (ec) return on_request_head_error(ec);
-    const auto room = input_.prepare(kInitialInputBytes, limits().max_header_bytes);
-    const std::size_t n = client_.read_some(net::buffer(room.data(), room.size()), ec);
-    if (is_would_block(ec)) return wait_for_client_bytes();
+  void on_client_bytes(error_code ec, std::size_t n) {
     if (ec) return on_request_head_error(ec);
     input_.commit(n);
     if (!head_started_) {
@@ -420,7 +414,12 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void acquire_upstream() {
     retried_ = false;
-    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_);
+    // A request that goes out whole in its first write can be sent again if the pooled connection
+    // turns out dead; only one that streams its body needs the pool's liveness probe (a syscall).
+    const bool sent_whole =
+        request_.framing == http1::Framing::none ||
+        (request_.framing == http1::Framing::content_length && input_.size() >= body_left_);
+    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_, !sent_whole);
     if (upstream_reused_) return send_request_head();
     connect_upstream();
   }
@@ -432,7 +431,6 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
                             [self = shared_from_this()](error_code ec) {
                               if (ec) return self->upstream_failed(ec, "connect");
                               self->upstream_.set_option(tcp::no_delay(true), ec);
-                              self->upstream_.non_blocking(true, ec);
                               self->send_request_head();
                             });
   }
@@ -550,19 +548,13 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   }
 
   void wait_for_upstream_bytes() {
-    upstream_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
-      self->on_upstream_readable(ec);
-    });
-  }
-
-  void on_upstream_readable(error_code ec) {
-    if (ec) return upstream_failed(ec, "response");
-    const std::size_t n = upstream_.read_some(
-        net::buffer(relay_buffer() + response_bytes_, RelayBuffers::kBytes - response_bytes_), ec);
-    if (is_would_block(ec)) return wait_for_upstream_bytes();
-    if (ec) return upstream_failed(ec, "response");
-    response_bytes_ += n;
-    parse_response_head();
+    upstream_.async_read_some(
+        net::buffer(relay_buffer() + response_bytes_, RelayBuffers::kBytes - response_bytes_),
+        [self = shared_from_this()](error_code ec, std::size_t n) {
+          if (ec) return self->upstream_failed(ec, "response");
+          self->response_bytes_ += n;
+          self->parse_response_head();
+        });
   }
 
   void parse_response_head() {

@@ -38,11 +38,15 @@ UpstreamPool::UpstreamPool(Executor executor,
       idle_(targets_->size()),
       next_server_(targets_->size(), 0) {}
 
-bool UpstreamPool::take_idle(std::size_t upstream, Socket& out) {
+bool UpstreamPool::take_idle(std::size_t upstream, Socket& out, bool probe) {
   auto& idle = idle_[upstream];
   while (!idle.empty()) {
     Socket socket = std::move(idle.back());
     idle.pop_back();
+    if (!probe) {
+      out = std::move(socket);
+      return true;
+    }
     // An idle connection the upstream has closed reads as EOF (or has unexpected bytes): a cheap
     // non-blocking peek avoids sending a request into a dead socket most of the time.
     char probe;
