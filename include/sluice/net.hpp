@@ -1,12 +1,9 @@
 #pragma once
-// Namespace aliases used across sluice; nothing else lives here.
+// Namespace aliases used across sluice; nothing else lives here. Only Asio: sluice's HTTP layer is
+// its own (http1/), so Beast's headers stay out of every translation unit of the core.
 #include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 namespace sluice {
 namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
 }  // namespace sluice

@@ -1,4 +1,3 @@
-// The one translation unit that compiles Asio and Beast (BOOST_*_SEPARATE_COMPILATION): every other
-// file includes only their declarations, which keeps a 2-core build fast.
+// The one translation unit that compiles Asio (BOOST_ASIO_SEPARATE_COMPILATION): every other file
+// includes only its declarations, which keeps a 2-core build fast.
 #include <boost/asio/impl/src.hpp>
-#include <boost/beast/src.hpp>

@@ -414,12 +414,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void acquire_upstream() {
     retried_ = false;
-    // A request that goes out whole in its first write can be sent again if the pooled connection
-    // turns out dead; only one that streams its body needs the pool's liveness probe (a syscall).
-    const bool sent_whole =
-        request_.framing == http1::Framing::none ||
-        (request_.framing == http1::Framing::content_length && input_.size() >= body_left_);
-    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_, !sent_whole);
+    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_);
     if (upstream_reused_) return send_request_head();
     connect_upstream();
   }

@@ -38,19 +38,16 @@ UpstreamPool::UpstreamPool(Executor executor,
       idle_(targets_->size()),
       next_server_(targets_->size(), 0) {}
 
-bool UpstreamPool::take_idle(std::size_t upstream, Socket& out, bool probe) {
+bool UpstreamPool::take_idle(std::size_t upstream, Socket& out) {
   auto& idle = idle_[upstream];
   while (!idle.empty()) {
     Socket socket = std::move(idle.back());
     idle.pop_back();
-    if (!probe) {
-      out = std::move(socket);
-      return true;
-    }
-    // An idle connection the upstream has closed reads as EOF (or has unexpected bytes): a cheap
-    // non-blocking peek avoids sending a request into a dead socket most of the time.
-    char probe;
-    const ssize_t n = ::recv(socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    // An idle connection must have nothing to read: EOF means the upstream closed it, and bytes
+    // mean it sent something nobody asked for, which would be taken for the next response. A
+    // non-blocking peek (one syscall) finds both.
+    char byte;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       out = std::move(socket);
       return true;

@@ -46,6 +46,14 @@ routes:
     limits:
       - { name: deletes-per-route, key: [route, "user|ip"], algorithm: fixed_window,
           limit: 10, window: 1s }
+  - name: admin
+    match: { path: /Admin/:section/Settings, case_sensitive: false }
+    upstream: api
+    limits:
+      - { name: admin-per-path, key: [path, ip], algorithm: fixed_window, limit: 30, window: 1m }
+  - name: assets
+    match: { path: /Static/*, case_sensitive: false }
+    upstream: api
   - name: open
     match: { path: /public }
     upstream: api
@@ -69,24 +77,72 @@ int hex_value(char c) {
   return c <= '9' ? c - '0' : c - 'A' + 10;
 }
 
-// The segments of a normalised path, without the optional trailing '/': "/a/b/" → {a, b}.
-std::vector<std::string_view> segments_of(std::string_view path) {
-  std::vector<std::string_view> out;
-  if (!path.empty() && path.front() == '/') path.remove_prefix(1);
-  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  if (path.empty()) return out;
-  while (true) {
-    const std::size_t slash = path.find('/');
-    out.push_back(path.substr(0, slash));
-    if (slash == std::string_view::npos) return out;
-    path.remove_prefix(slash + 1);
-  }
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-// The README's matching rules, written independently of the router as a second opinion: a
-// trailing '/' is optional; "/p/*" or a prefix pattern matches "/p" and everything below it;
-// ":name" matches one non-empty segment.
-bool reference_path_match(const config::PathPattern& pattern, std::string_view path) {
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+// The non-empty segments of a route pattern's text: "/a/:id/" → {a, :id}. (Patterns hold no ';'.)
+std::vector<std::string_view> pattern_segments(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const std::size_t slash = text.find('/');
+    const std::string_view segment = text.substr(0, slash);
+    if (!segment.empty()) out.push_back(segment);
+    text.remove_prefix(slash == std::string_view::npos ? text.size() : slash + 1);
+  }
+  return out;
+}
+
+// The segments a route sees in a normalised path, by the README's rules ("Paths"), written
+// independently of classify::routing_path and RouteSegments as a second opinion: every "%2F" is
+// read as '/', and the dot segments that makes are resolved as normalisation resolves them ("..",
+// also "..;x", drops the segment before it, never above the root; "." goes); then each segment's
+// matrix parameters (';' up to the next '/') are cut off, and segments left empty are skipped.
+std::vector<std::string> reference_route_segments(std::string_view path) {
+  std::string decoded;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path.substr(i, 3) == "%2F") {
+      decoded.push_back('/');
+      i += 2;
+    } else {
+      decoded.push_back(path[i]);
+    }
+  }
+  std::vector<std::string> resolved;
+  for (std::string_view rest = decoded; !rest.empty();) {
+    const std::size_t slash = rest.find('/');
+    const std::string_view segment = rest.substr(0, slash);
+    rest.remove_prefix(slash == std::string_view::npos ? rest.size() : slash + 1);
+    const std::string_view name = segment.substr(0, segment.find(';'));
+    if (segment.empty() || name == ".") continue;
+    if (name == "..") {
+      if (!resolved.empty()) resolved.pop_back();
+      continue;
+    }
+    resolved.emplace_back(segment);
+  }
+  std::vector<std::string> out;
+  for (const std::string& segment : resolved) {
+    const std::string_view name = std::string_view(segment).substr(0, segment.find(';'));
+    if (!name.empty()) out.emplace_back(name);
+  }
+  return out;
+}
+
+// The README's matching rules over those segments: a trailing '/' is optional (empty segments
+// are skipped); "/p/*" or a prefix pattern matches "/p" and everything below it; ":name" matches
+// one segment; literal segments compare exactly, or ASCII-case-insensitively on routes with
+// `case_sensitive: false`.
+bool reference_path_match(const config::PathPattern& pattern,
+                          const std::vector<std::string>& actual) {
   using Kind = config::PathPattern::Kind;
   std::string_view text = pattern.text;
   bool any_tail = pattern.kind == Kind::prefix;
@@ -94,14 +150,16 @@ bool reference_path_match(const config::PathPattern& pattern, std::string_view p
     text.remove_suffix(1);
     any_tail = true;
   }
-  const auto expected = segments_of(text);
-  const auto actual = segments_of(path);
-  if (pattern.kind == Kind::exact) return expected == actual;
+  const auto expected = pattern_segments(text);
   if (actual.size() < expected.size()) return false;
   if (!any_tail && actual.size() != expected.size()) return false;
   for (std::size_t i = 0; i < expected.size(); ++i) {
-    const bool parameter = expected[i].size() > 1 && expected[i].front() == ':';
-    if (parameter ? actual[i].empty() : expected[i] != actual[i]) return false;
+    const bool parameter =
+        pattern.kind != Kind::exact && expected[i].size() > 1 && expected[i].front() == ':';
+    if (parameter) continue;
+    const bool same =
+        pattern.case_sensitive ? expected[i] == actual[i] : iequals(expected[i], actual[i]);
+    if (!same) return false;
   }
   return true;
 }
@@ -114,26 +172,16 @@ bool reference_accepts_method(const config::Route& route, std::string_view metho
   return false;
 }
 
+// `path` is the normalised path, before routing_path: the reference reads "%2F" itself.
 const config::Route* reference_route(const config::Config& config, std::string_view method,
                                      std::string_view path) {
+  const auto segments = reference_route_segments(path);
   for (const config::Route& route : config.routes) {
-    if (reference_accepts_method(route, method) && reference_path_match(route.path, path)) {
+    if (reference_accepts_method(route, method) && reference_path_match(route.path, segments)) {
       return &route;
     }
   }
   return nullptr;
-}
-
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
 }
 
 std::shared_ptr<const config::Config> load_policy() {
@@ -209,12 +257,21 @@ void Classifier::classify(const RequestInput& request, Classification& out) {
   std::string_view query;
   out.path_error = classify::normalize_target(request.target, out.path, query);
   check_normalized(request.target, out.path_error, out.path, query);
+  out.routing.clear();
   out.route = nullptr;
   out.client = {};
   out.digests.clear();
   if (out.path_error != classify::PathError::none) return;
 
-  out.route = router_.match(request.method, out.path);
+  // As the session does: routes and keys see "%2F" as a '/'; the upstream gets out.path.
+  const std::string_view routing = classify::routing_path(out.path, routing_scratch_, out.routing);
+  if (routing.data() != out.routing.data()) out.routing.assign(routing);
+  require(out.routing.find("%2F") == std::string::npos, "the routing path has no \"%2F\" left");
+  require(out.path.find("%2F") != std::string::npos || out.routing == out.path,
+          "a path without \"%2F\" is routed as it is");
+  check_normalized(out.routing, classify::PathError::none, out.routing, {});
+
+  out.route = router_.match(request.method, out.routing);
   require(out.route == reference_route(*config_, request.method, out.path),
           "the router picks the first route, in file order, accepting the method and the path");
 
@@ -227,7 +284,7 @@ void Classifier::classify(const RequestInput& request, Classification& out) {
 
   const classify::RequestView view{
       .method = request.method,
-      .path = out.path,
+      .path = out.routing,
       .client = out.client,
       .headers = request.headers,
   };

@@ -55,7 +55,8 @@ struct RequestInput {
 // What classifying one request decided; equal for equal requests.
 struct Classification {
   classify::PathError path_error = classify::PathError::none;
-  std::string path;
+  std::string path;     // normalised: what the upstream receives
+  std::string routing;  // what routes and keys see (classify::routing_path)
   const config::Route* route = nullptr;
   classify::IpAddress client;
   std::vector<limit::KeyDigest> digests;  // one per limit of the route
@@ -81,6 +82,7 @@ class Classifier {
   classify::Router router_;  // refers to *config_
   classify::KeyBuilder keys_;
   std::vector<limit::LimitCheck> checks_;
+  std::string routing_scratch_;
 };
 
 }  // namespace sluice::fuzz

@@ -11,6 +11,10 @@
 //   /close          the echo with Connection: close, then closes
 //   /stats          {"requests":R,"connections":C,"targets":[the last 100 targets]}; not itself
 //                   recorded as a request (its connection is counted)
+//   /until-close?n=N  N pattern bytes after a head with neither Content-Length nor
+//                   Transfer-Encoding, then closes: a body delimited by the end of the connection
+//   /raw/NAME       exact canned bytes, most of them a malformed response (see kRawResponses),
+//                   "{C}" replaced by the connection id
 //
 // Pattern bytes: the byte at offset i of a body is i % 251, so both ends can check a stream of
 // any length without storing it.
@@ -28,14 +32,17 @@
 #include <utility>
 #include <vector>
 
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
 #include <sluice/net.hpp>
 
 namespace {
 
 using sluice::tcp;
 namespace net = sluice::net;
-namespace beast = sluice::beast;
-namespace http = sluice::http;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
 
 constexpr std::size_t kPieceSize = 64 * 1024;
 constexpr std::size_t kPatternPeriod = 251;
@@ -158,6 +165,66 @@ std::string headers_json(const http::fields& fields) {
   return out;
 }
 
+// A response written byte for byte, to show the proxy what no HTTP library would send.
+struct RawResponse {
+  std::string_view name;
+  std::string first;                // written at once
+  std::chrono::milliseconds pause;  // then, when `second` is not empty, this pause
+  std::string second;               // and these bytes, in a separate write
+  bool keep_open = false;           // serve further requests afterwards (else close)
+};
+
+std::string many_filler_fields(int count, std::size_t value_size) {
+  std::string out;
+  for (int i = 0; i < count; ++i) {
+    out += "X-Filler-" + std::to_string(i) + ": " + std::string(value_size, 'v') + "\r\n";
+  }
+  return out;
+}
+
+const std::vector<RawResponse>& raw_responses() {
+  using std::chrono::milliseconds;
+  static const std::string ok = "HTTP/1.1 200 OK\r\nX-Upstream-Connection: {C}\r\n";
+  // A complete response hidden after a body: whoever reads it as the next response was smuggled.
+  static const std::string smuggled =
+      "HTTP/1.1 200 OK\r\nX-Smuggled: yes\r\nContent-Length: 8\r\n\r\nsmuggled";
+  static const std::vector<RawResponse> responses = {
+      {"garbage-status-line", "HTTP/1.1 2x0 Broken\r\nContent-Length: 2\r\n\r\nok", {}, {}},
+      {"te-and-cl",
+       ok + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+       {},
+       {}},
+      {"xchunked", ok + "Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", {}, {}},
+      {"two-lengths", ok + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", {}, {}},
+      {"obs-fold", ok + "X-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok", {}, {}},
+      {"nul-in-value", ok + "X-Bad: a" + '\0' + "b\r\nContent-Length: 2\r\n\r\nok", {}, {}},
+      {"huge-head", ok + many_filler_fields(40, 1000) + "Content-Length: 2\r\n\r\nok", {}, {}},
+      {"switching-protocols",
+       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+       {},
+       {}},
+      {"bad-chunk-size",
+       ok + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
+       {},
+       {}},
+      // The head and a good chunk go first, so the proxy has started the response when the bad
+      // chunk size arrives.
+      {"bad-chunk-size-later", ok + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+       milliseconds(150), "zz\r\nworld\r\n0\r\n\r\n"},
+      {"extra-bytes", ok + "Content-Length: 5\r\n\r\nhello" + smuggled, {}, {}, true},
+      {"extra-bytes-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), smuggled,
+       true},
+  };
+  return responses;
+}
+
+const RawResponse* find_raw_response(std::string_view name) {
+  for (const auto& response : raw_responses()) {
+    if (response.name == name) return &response;
+  }
+  return nullptr;
+}
+
 // Counts body bytes and checks them against the pattern without keeping them.
 struct BodyTally {
   std::uint64_t bytes = 0;
@@ -234,6 +301,13 @@ class ConnectionHandler {
         ec = co_await send_bytes(request.version(), keep_alive,
                                  query_number(target, "n").value_or(0),
                                  query_number(target, "chunked").value_or(0) != 0);
+      } else if (path == "/until-close") {
+        ec = co_await send_until_close(query_number(target, "n").value_or(0));
+        keep_alive = false;
+      } else if (const RawResponse* raw =
+                     path.starts_with("/raw/") ? find_raw_response(path.substr(5)) : nullptr) {
+        ec = co_await send_raw(*raw);
+        keep_alive = keep_alive && raw->keep_open;
       } else if (path.starts_with("/upload")) {
         ec = co_await send_json(http::status::ok, request.version(), keep_alive,
                                 "{\"bodyBytes\":" + std::to_string(body.bytes) +
@@ -307,6 +381,47 @@ class ConnectionHandler {
     }
     beast::error_code ec;
     co_await http::async_write(stream_, response, net::redirect_error(net::use_awaitable, ec));
+    co_return ec;
+  }
+
+  // No Content-Length, no Transfer-Encoding: the body ends when the connection does (the caller
+  // closes it).
+  net::awaitable<beast::error_code> send_until_close(std::uint64_t total) {
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Upstream-Connection: " +
+        std::to_string(id_) + "\r\n\r\n";
+    beast::error_code ec;
+    co_await net::async_write(stream_, net::buffer(head),
+                              net::redirect_error(net::use_awaitable, ec));
+    for (std::uint64_t sent = 0; sent < total && !ec;) {
+      std::size_t size =
+          static_cast<std::size_t>(std::min<std::uint64_t>(kPieceSize, total - sent));
+      co_await net::async_write(stream_, net::buffer(pattern_.data() + sent % kPatternPeriod, size),
+                                net::redirect_error(net::use_awaitable, ec));
+      sent += size;
+    }
+    co_return ec;
+  }
+
+  net::awaitable<beast::error_code> send_raw(const RawResponse& raw) {
+    auto with_id = [&](std::string bytes) {
+      const std::string id = std::to_string(id_);
+      for (auto at = bytes.find("{C}"); at != std::string::npos; at = bytes.find("{C}", at)) {
+        bytes.replace(at, 3, id);
+      }
+      return bytes;
+    };
+    const std::string first = with_id(raw.first);
+    beast::error_code ec;
+    co_await net::async_write(stream_, net::buffer(first),
+                              net::redirect_error(net::use_awaitable, ec));
+    if (ec || raw.second.empty()) co_return ec;
+    net::steady_timer timer(stream_.get_executor());
+    timer.expires_after(raw.pause);
+    co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    const std::string second = with_id(raw.second);
+    co_await net::async_write(stream_, net::buffer(second),
+                              net::redirect_error(net::use_awaitable, ec));
     co_return ec;
   }
 

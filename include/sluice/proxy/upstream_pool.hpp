@@ -29,9 +29,9 @@ class UpstreamPool {
   const UpstreamTarget& target(std::size_t upstream) const { return (*targets_)[upstream]; }
   Executor executor() const { return executor_; }
 
-  // The most recently used idle connection, or false when there is none. With `probe`, a
-  // non-blocking peek first skips connections the upstream has closed.
-  bool take_idle(std::size_t upstream, Socket& out, bool probe);
+  // The most recently used idle connection that has nothing to read (not closed by the upstream,
+  // no unrequested bytes), or false.
+  bool take_idle(std::size_t upstream, Socket& out);
   // The endpoint for the next new connection (round-robin over the servers).
   const tcp::endpoint& next_endpoint(std::size_t upstream);
   // Returns a connection whose last exchange ended cleanly; dropped when the pool is full.

@@ -1,0 +1,632 @@
+// What one client or one upstream may cost, through the real binary: request bodies over
+// max_body, connections past max_connections, malformed upstream responses, close-delimited
+// bodies and HTTP/1.0 keep-alive, and the timeouts of the `client:` section and of an upstream.
+// Each test starts a fresh sluice in front of a fresh test upstream, whose /stats and
+// X-Upstream-Connection header tell what reached it and over which connection.
+#include <arpa/inet.h>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <optional>
+#include <poll.h>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/socket.h>
+#include <system_error>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+
+namespace {
+
+using namespace sluice::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+// Everything a peer sent until it closed (or a deadline passed).
+struct Received {
+  std::string bytes;
+  bool closed = false;  // FIN or reset before the deadline
+};
+
+// A raw connection that, unlike HttpClient, survives being cut off mid-send and keeps every byte
+// that arrived, so a test can tell a truncated response from a complete one.
+class RawConnection {
+ public:
+  explicit RawConnection(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    timeval send_timeout{3, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      const int error = errno;
+      ::close(fd_);
+      throw std::system_error(error, std::generic_category(), "connect");
+    }
+  }
+  ~RawConnection() { ::close(fd_); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  // False when the peer stopped taking bytes (closed, reset, send timeout).
+  bool send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent <= 0) return false;
+      bytes.remove_prefix(static_cast<std::size_t>(sent));
+    }
+    return true;
+  }
+
+  Received read_until_close(std::chrono::milliseconds within) {
+    const auto deadline = Clock::now() + within;
+    Received received;
+    char piece[16 * 1024];
+    while (Clock::now() < deadline) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd poll_fd{fd_, POLLIN, 0};
+      const int ready = ::poll(&poll_fd, 1, static_cast<int>(std::max(left, 1ms).count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) continue;
+      const ssize_t got = ::recv(fd_, piece, sizeof piece, 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        received.closed = true;
+        break;
+      }
+      received.bytes.append(piece, static_cast<std::size_t>(got));
+    }
+    return received;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::size_t count_of(std::string_view text, std::string_view what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// Checks a response sluice wrote itself: the status, and the contract's JSON error shape.
+void check_sluice_error(const Response& response, int status, std::string_view error,
+                        std::optional<std::string_view> route = std::nullopt) {
+  INFO("response:\n" << response.raw);
+  CHECK(response.status == status);
+  CHECK(response.header("Content-Type") == "application/json");
+  CHECK(response.header_number("Content-Length") ==
+        static_cast<std::int64_t>(response.body.size()));
+  const auto body = parse_json(response.body);
+  REQUIRE(body.is_object());
+  CHECK(as_text(body.at("error")) == error);
+  CHECK_FALSE(as_text(body.at("message")).empty());
+  if (route) {
+    CHECK(as_text(body.at("route")) == *route);
+  } else {
+    CHECK_FALSE(body.as_object().contains("route"));
+  }
+}
+
+// The echoed target of a proxied response (the test upstream answers JSON naming it).
+std::string echoed_target(const Response& response) {
+  return as_text(parse_json(response.body).at("target"));
+}
+
+std::string upstream_connection(const Response& response) {
+  return response.header("X-Upstream-Connection").value_or("<none>");
+}
+
+std::string post_head(std::string_view target, std::string_view framing_line) {
+  return "POST " + std::string(target) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+         std::string(framing_line) + "\r\n\r\n";
+}
+
+std::string chunk(std::size_t size, char fill = 'c') {
+  char size_line[32];
+  const int length = std::snprintf(size_line, sizeof size_line, "%zx\r\n", size);
+  return std::string(size_line, static_cast<std::size_t>(length)) + std::string(size, fill) +
+         "\r\n";
+}
+
+long long milliseconds_since(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+// ---- max_body --------------------------------------------------------------------------------
+
+std::string max_body_config() {
+  return config_head() + R"(routes:
+  - name: small
+    match: { path: /small/* }
+    upstream: api
+    max_body: 1KiB
+    limits:
+      - { name: small-once, key: [ip], algorithm: token_bucket, limit: 1, window: 1m }
+  - name: chunks
+    match: { path: /chunks/* }
+    upstream: api
+    max_body: 1KiB
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)";
+}
+
+TEST_CASE("max_body: a Content-Length over it is a 413 before the body is sent, never charged",
+          "[limits][max_body]") {
+  ProxyStack stack(max_body_config());
+
+  // Only the head is sent: the answer must come without waiting for the body.
+  HttpClient client(stack.port(), 3s);
+  client.send(post_head("/small/big", "Content-Length: 2000"));
+  const auto refused = client.read_response();
+  check_sluice_error(refused, 413, "payload_too_large", "small");
+  // RFC 9110 renamed it from "Payload Too Large".
+  CHECK(refused.status_line == "HTTP/1.1 413 Content Too Large");
+  CHECK(refused.header("Connection") == "close");
+  CHECK(client.peer_closed());
+
+  // One byte over is refused too; exactly at the limit passes, and uses the route's only token.
+  const auto one_over =
+      fetch(stack.port(), make_request("POST", "/small/over", {}, std::string(1025, 'b')));
+  CHECK(one_over.status == 413);
+  const auto at_limit =
+      fetch(stack.port(), make_request("POST", "/small/at-limit", {}, std::string(1024, 'b')));
+  INFO(at_limit.raw);
+  REQUIRE(at_limit.status == 200);
+  CHECK(parse_json(at_limit.body).at("bodyBytes") == 1024);
+  // The token is gone now: the limit is real, so the 413s above would have spent it if charged.
+  const auto limited = fetch(stack.port(), make_request("POST", "/small/again", {}, "x"));
+  CHECK(limited.status == 429);
+
+  const auto stats = upstream_stats(stack.upstream_port());
+  INFO("the upstream saw: " << boost::json::serialize(stats));
+  CHECK(count_target(stats, "/small/big") == 0);
+  CHECK(count_target(stats, "/small/over") == 0);
+  CHECK(count_target(stats, "/small/at-limit") == 1);
+  CHECK(stats.at("requests") == 1);
+}
+
+TEST_CASE("max_body: a chunked body growing past it is a 413 and its upstream connection dropped",
+          "[limits][max_body]") {
+  ProxyStack stack(max_body_config());
+  // A pooled upstream connection, which the oversized request will take.
+  const auto warm = fetch(stack.port(), make_request("GET", "/chunks/warm"));
+  REQUIRE(warm.status == 200);
+  const std::string pooled = upstream_connection(warm);
+  bool upstream_holds_part = false;
+
+  SECTION("the body grows past the limit after the head went upstream") {
+    upstream_holds_part = true;
+    RawConnection connection(stack.port());
+    REQUIRE(connection.send(post_head("/chunks/grow", "Transfer-Encoding: chunked") + chunk(512)));
+    // Let sluice forward the head and the first chunk before the rest arrives, so the upstream
+    // holds part of a request when the limit is crossed.
+    std::this_thread::sleep_for(200ms);
+    connection.send(chunk(512) + chunk(512) + "0\r\n\r\n");
+    const auto received = connection.read_until_close(3s);
+    INFO("received:\n" << received.bytes);
+    CHECK(received.closed);
+    // The 413 may be lost only when sluice could not send it; nothing else may come.
+    if (!received.bytes.empty()) {
+      REQUIRE(received.bytes.starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+      CHECK(received.bytes.find("\"error\":\"payload_too_large\"") != std::string::npos);
+      CHECK(received.bytes.find("\r\nConnection: close\r\n") != std::string::npos);
+      CHECK(count_of(received.bytes, "HTTP/1.1 ") == 1);
+    }
+  }
+  SECTION("the whole oversized body arrives with the head") {
+    HttpClient client(stack.port(), 3s);
+    client.send(post_head("/chunks/grow", "Transfer-Encoding: chunked") + chunk(512) + chunk(512) +
+                chunk(1) + "0\r\n\r\n");
+    const auto refused = client.read_response();
+    check_sluice_error(refused, 413, "payload_too_large", "chunks");
+    CHECK(refused.header("Connection") == "close");
+    CHECK(client.peer_closed());
+  }
+
+  // The next request works, on an upstream connection that never carried the broken request.
+  const auto next = fetch(stack.port(), make_request("GET", "/chunks/next"));
+  INFO(next.raw);
+  REQUIRE(next.status == 200);
+  CHECK(echoed_target(next) == "/chunks/next");
+  if (upstream_holds_part) {
+    CHECK(upstream_connection(next) != pooled);
+  }
+
+  // A chunked body of exactly the limit passes.
+  HttpClient client(stack.port(), 3s);
+  client.send(post_head("/chunks/exact", "Transfer-Encoding: chunked") + chunk(1000) + chunk(24) +
+              "0\r\n\r\n");
+  const auto exact = client.read_response();
+  INFO(exact.raw);
+  REQUIRE(exact.status == 200);
+  CHECK(parse_json(exact.body).at("bodyBytes") == 1024);
+
+  const auto stats = upstream_stats(stack.upstream_port());
+  INFO("the upstream saw: " << boost::json::serialize(stats));
+  CHECK(count_target(stats, "/chunks/grow") == 0);
+  CHECK(count_target(stats, "/chunks/next") == 1);
+  CHECK(count_target(stats, "/chunks/exact") == 1);
+}
+
+TEST_CASE("max_body: client.max_body is the default of routes without their own",
+          "[limits][max_body]") {
+  ProxyStack stack(config_head() + R"(client: { max_body: 1KiB }
+routes:
+  - name: own
+    match: { path: /own/* }
+    upstream: api
+    max_body: 4KiB
+  - name: free
+    match: { path: /free/* }
+    upstream: api
+    max_body: unlimited
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  HttpClient over_default(stack.port(), 3s);
+  over_default.send(post_head("/default", "Content-Length: 2000"));
+  check_sluice_error(over_default.read_response(), 413, "payload_too_large", "rest");
+
+  const auto under_default =
+      fetch(stack.port(), make_request("POST", "/default", {}, std::string(1024, 'd')));
+  CHECK(under_default.status == 200);
+
+  const auto under_own =
+      fetch(stack.port(), make_request("POST", "/own/x", {}, std::string(2000, 'o')));
+  INFO(under_own.raw);
+  CHECK(under_own.status == 200);
+  HttpClient over_own(stack.port(), 3s);
+  over_own.send(post_head("/own/y", "Content-Length: 5000"));
+  check_sluice_error(over_own.read_response(), 413, "payload_too_large", "own");
+
+  HttpClient free_client(stack.port(), 10s);
+  const auto large =
+      free_client.upload("POST /free/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n", 1024 * 1024);
+  INFO(large.raw);
+  CHECK(large.status == 200);
+
+  const auto stats = upstream_stats(stack.upstream_port());
+  CHECK(count_target(stats, "/own/y") == 0);
+  CHECK(stats.at("requests") == 3);
+}
+
+// ---- max_connections -------------------------------------------------------------------------
+
+TEST_CASE("max_connections: past it a new connection is answered 503 overloaded and closed",
+          "[limits][max_connections]") {
+  ProxyStack stack(config_head() + R"(client: { max_connections: 3 }
+routes:
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  std::vector<std::unique_ptr<HttpClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<HttpClient>(stack.port(), 3s));
+    const auto response = open.back()->request(make_request("GET", "/open/" + std::to_string(i)));
+    INFO("connection " << i << ":\n" << response.raw);
+    REQUIRE(response.status == 200);
+  }
+
+  auto check_turned_away = [&](HttpClient& fourth) {
+    const auto response = fourth.read_response();
+    check_sluice_error(response, 503, "overloaded");
+    CHECK(response.status_line == "HTTP/1.1 503 Service Unavailable");
+    CHECK(response.header("Retry-After") == "1");
+    CHECK(response.header("Connection") == "close");
+    CHECK(fourth.peer_closed());
+  };
+  SECTION("a client that waits for the server to speak") {
+    HttpClient fourth(stack.port(), 3s);
+    check_turned_away(fourth);
+  }
+  SECTION("a client that sends its request at once") {
+    HttpClient fourth(stack.port(), 3s);
+    fourth.send(make_request("GET", "/turned-away"));
+    check_turned_away(fourth);
+  }
+
+  // The three admitted connections are unaffected.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(open[static_cast<std::size_t>(i)]->request(make_request("GET", "/again")).status == 200);
+  }
+
+  // Once one closes, there is room again. sluice notices the close asynchronously, so a new
+  // connection may still be turned away for a moment.
+  open.erase(open.begin());
+  const auto deadline = Clock::now() + 3s;
+  int status = 0;
+  while (Clock::now() < deadline) {
+    const auto response = fetch(stack.port(), make_request("GET", "/after-close"));
+    status = response.status;
+    if (status != 503) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == 200);
+
+  const auto stats = upstream_stats(stack.upstream_port());
+  CHECK(count_target(stats, "/turned-away") == 0);
+  CHECK(count_target(stats, "/after-close") == 1);
+}
+
+// ---- strict upstream responses -----------------------------------------------------------------
+
+std::string open_config(std::string_view client = "", std::string_view api_timeout = "30s") {
+  return config_head("both", api_timeout) + std::string(client) + R"(routes:
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)";
+}
+
+TEST_CASE("malformed upstream responses are a 502 and the client connection goes on",
+          "[limits][upstream_response]") {
+  const char* const malformed[] = {
+      "garbage-status-line",
+      "te-and-cl",
+      "xchunked",
+      "two-lengths",
+      "obs-fold",
+      "nul-in-value",
+      "huge-head",
+      "switching-protocols",
+      "bad-chunk-size",
+  };
+  for (const char* name : malformed) {
+    DYNAMIC_SECTION(name) {
+      ProxyStack stack(open_config());
+      HttpClient client(stack.port(), 3s);
+      const auto response = client.request(make_request("GET", std::string("/raw/") + name));
+      INFO("response:\n" << response.raw);
+      CHECK(response.status_line == "HTTP/1.1 502 Bad Gateway");
+      CHECK(
+          response.body ==
+          R"({"error":"bad_gateway","message":"The upstream could not be reached","route":"rest"})");
+      CHECK(response.header("Content-Type") == "application/json");
+      CHECK(response.header("Connection") != std::optional<std::string>("close"));
+      // Nothing of the upstream's head leaks through.
+      CHECK_FALSE(response.header("X-Upstream-Connection"));
+
+      const auto next = client.request(make_request("GET", "/after"));
+      INFO("next:\n" << next.raw);
+      CHECK(next.status == 200);
+      CHECK(echoed_target(next) == "/after");
+      CHECK(count_target(upstream_stats(stack.upstream_port()), "/after") == 1);
+    }
+  }
+}
+
+TEST_CASE("a malformed chunk after the response started: truncated, then closed",
+          "[limits][upstream_response]") {
+  ProxyStack stack(open_config());
+  RawConnection connection(stack.port());
+  REQUIRE(connection.send(make_request("GET", "/raw/bad-chunk-size-later")));
+  const auto received = connection.read_until_close(3s);
+  INFO("received:\n" << received.bytes);
+  CHECK(received.closed);
+  CHECK(received.bytes.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(received.bytes.find("\r\n\r\n5\r\nhello\r\n") != std::string::npos);
+  // Neither the bad chunk nor an end of the body nor a second response: the client can tell the
+  // response is cut short.
+  CHECK(received.bytes.find("zz") == std::string::npos);
+  CHECK_FALSE(received.bytes.ends_with("0\r\n\r\n"));
+  CHECK(count_of(received.bytes, "HTTP/1.1 ") == 1);
+
+  const auto next = fetch(stack.port(), make_request("GET", "/after"));
+  CHECK(next.status == 200);
+}
+
+TEST_CASE("bytes after a Content-Length body are dropped with the upstream connection",
+          "[limits][upstream_response]") {
+  ProxyStack stack(open_config());
+  HttpClient client(stack.port(), 3s);
+  // The extra bytes are a whole response: a proxy that reused the connection would hand it to the
+  // next request.
+  for (const char* name : {"extra-bytes", "extra-bytes-later"}) {
+    DYNAMIC_SECTION(name) {
+      const auto response = client.request(make_request("GET", std::string("/raw/") + name));
+      INFO("response:\n" << response.raw);
+      REQUIRE(response.status == 200);
+      CHECK(response.body == "hello");
+      CHECK(response.header_number("Content-Length") == 5);
+      CHECK_FALSE(response.header("X-Smuggled"));
+      const std::string broken = upstream_connection(response);
+      // "extra-bytes-later" sends them 150 ms after the body: wait until they are there.
+      std::this_thread::sleep_for(300ms);
+
+      const auto next = client.request(make_request("GET", "/after"));
+      INFO("next:\n" << next.raw);
+      REQUIRE(next.status == 200);
+      CHECK_FALSE(next.header("X-Smuggled"));
+      CHECK(echoed_target(next) == "/after");
+      CHECK(upstream_connection(next) != broken);
+      CHECK_FALSE(client.peer_closed(50ms));
+    }
+  }
+}
+
+// ---- close-delimited bodies and HTTP/1.0 -----------------------------------------------------
+
+TEST_CASE("a close-delimited upstream body: chunked to HTTP/1.1, close-delimited to HTTP/1.0",
+          "[limits][framing]") {
+  ProxyStack stack(open_config());
+  constexpr std::uint64_t kSize = 200'000;  // several relay pieces
+  const std::string target = "/until-close?n=" + std::to_string(kSize);
+
+  SECTION("HTTP/1.1: chunked, and the connection stays open") {
+    HttpClient client(stack.port(), 3s);
+    const auto download = client.download(make_request("GET", target));
+    INFO(download.head.raw);
+    REQUIRE(download.head.status == 200);
+    CHECK(download.head.header("Transfer-Encoding") == "chunked");
+    CHECK_FALSE(download.head.header("Content-Length"));
+    CHECK_FALSE(download.head.ended_by_close);
+    CHECK(download.body_bytes == kSize);
+    CHECK(download.pattern_ok);
+    const auto next = client.request(make_request("GET", "/after"));
+    CHECK(next.status == 200);
+    CHECK(echoed_target(next) == "/after");
+  }
+  for (const char* connection_field : {"", "Connection: keep-alive\r\n"}) {
+    DYNAMIC_SECTION("HTTP/1.0 " << (*connection_field ? "with" : "without")
+                                << " keep-alive: close-delimited, then closed") {
+      HttpClient client(stack.port(), 3s);
+      const auto download =
+          client.download("GET " + target + " HTTP/1.0\r\n" + connection_field + "\r\n");
+      INFO(download.head.raw);
+      REQUIRE(download.head.status == 200);
+      CHECK_FALSE(download.head.header("Transfer-Encoding"));
+      CHECK_FALSE(download.head.header("Content-Length"));
+      CHECK(download.head.ended_by_close);
+      CHECK(download.body_bytes == kSize);
+      CHECK(download.pattern_ok);
+      CHECK(download.head.header("Connection") != std::optional<std::string>("keep-alive"));
+    }
+  }
+}
+
+TEST_CASE("HTTP/1.0 clients keep the connection only when they ask", "[limits][framing]") {
+  ProxyStack stack(open_config());
+  SECTION("with Connection: keep-alive") {
+    HttpClient client(stack.port(), 3s);
+    for (int i = 1; i <= 2; ++i) {
+      const std::string target = "/one-oh/" + std::to_string(i);
+      const auto response =
+          client.request("GET " + target + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+      INFO("request " << i << ":\n" << response.raw);
+      REQUIRE(response.status == 200);
+      CHECK(response.status_line.starts_with("HTTP/1.1 200"));
+      CHECK(response.header("Connection") == "keep-alive");
+      CHECK(response.header("Content-Length"));
+      CHECK(echoed_target(response) == target);
+      CHECK_FALSE(client.peer_closed(100ms));
+    }
+  }
+  SECTION("without it") {
+    HttpClient client(stack.port(), 3s);
+    const auto response = client.request("GET /one-oh/once HTTP/1.0\r\n\r\n");
+    INFO(response.raw);
+    REQUIRE(response.status == 200);
+    CHECK(echoed_target(response) == "/one-oh/once");
+    CHECK(response.header("Connection") != std::optional<std::string>("keep-alive"));
+    CHECK(client.peer_closed());
+  }
+}
+
+// ---- timeouts ----------------------------------------------------------------------------------
+
+TEST_CASE("client.idle_timeout closes a quiet connection without a response",
+          "[limits][timeouts]") {
+  ProxyStack stack(open_config("client: { idle_timeout: 500ms }\n"));
+  SECTION("a kept-alive connection after a request") {
+    HttpClient client(stack.port(), 3s);
+    REQUIRE(client.request(make_request("GET", "/before-idle")).status == 200);
+    const auto started = Clock::now();
+    // peer_closed is false when bytes arrive instead: no response may be sent.
+    CHECK(client.peer_closed(3s));
+    const auto waited = milliseconds_since(started);
+    CHECK(waited >= 300);
+    CHECK(waited < 3000);
+  }
+  SECTION("a new connection is not cut by idle_timeout: its first request has header_timeout") {
+    HttpClient client(stack.port(), 3s);
+    std::this_thread::sleep_for(1s);
+    CHECK(client.request(make_request("GET", "/late-first")).status == 200);
+  }
+  // A connection used within the timeout is not closed.
+  HttpClient busy(stack.port(), 3s);
+  for (int i = 0; i < 4; ++i) {
+    CHECK(busy.request(make_request("GET", "/busy")).status == 200);
+    std::this_thread::sleep_for(200ms);
+  }
+  CHECK(busy.request(make_request("GET", "/busy")).status == 200);
+}
+
+TEST_CASE("client.header_timeout: a new connection that never sends anything is closed silently",
+          "[limits][timeouts]") {
+  ProxyStack stack(open_config("client: { header_timeout: 500ms }\n"));
+  HttpClient client(stack.port(), 3s);
+  const auto started = Clock::now();
+  // peer_closed is false when bytes arrive instead: nothing was asked, so nothing is answered.
+  CHECK(client.peer_closed(3s));
+  const auto waited = milliseconds_since(started);
+  CHECK(waited >= 300);
+  CHECK(waited < 3000);
+}
+
+TEST_CASE("client.body_timeout: a stalled upload is a 408, closed, its upstream connection dropped",
+          "[limits][timeouts]") {
+  ProxyStack stack(open_config("client: { body_timeout: 500ms }\n"));
+  const auto warm = fetch(stack.port(), make_request("GET", "/warm"));
+  REQUIRE(warm.status == 200);
+  const std::string pooled = upstream_connection(warm);
+
+  RawConnection connection(stack.port());
+  REQUIRE(connection.send(post_head("/stalled", "Content-Length: 1000") + std::string(100, 's')));
+  const auto started = Clock::now();
+  const auto received = connection.read_until_close(4s);
+  const auto waited = milliseconds_since(started);
+  INFO("received after " << waited << " ms:\n" << received.bytes);
+  CHECK(received.closed);
+  CHECK(waited >= 300);
+  CHECK(waited < 3000);
+  if (!received.bytes.empty()) {
+    CHECK(received.bytes.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+    CHECK(received.bytes.find("\"error\":\"request_timeout\"") != std::string::npos);
+    CHECK(received.bytes.find("\r\nConnection: close\r\n") != std::string::npos);
+  }
+
+  // The upstream connection that held half a request is not reused.
+  const auto next = fetch(stack.port(), make_request("GET", "/after"));
+  INFO(next.raw);
+  REQUIRE(next.status == 200);
+  CHECK(echoed_target(next) == "/after");
+  CHECK(upstream_connection(next) != pooled);
+  CHECK(count_target(upstream_stats(stack.upstream_port()), "/stalled") == 0);
+}
+
+TEST_CASE("an upstream slower than its timeout is a 504 gateway_timeout", "[limits][timeouts]") {
+  ProxyStack stack(open_config("", "300ms"));
+  HttpClient client(stack.port(), 5s);
+  const auto started = Clock::now();
+  const auto response = client.request(make_request("GET", "/slow?ms=2000"));
+  const auto waited = milliseconds_since(started);
+  INFO("after " << waited << " ms:\n" << response.raw);
+  CHECK(response.status_line == "HTTP/1.1 504 Gateway Timeout");
+  CHECK(
+      response.body ==
+      R"({"error":"gateway_timeout","message":"The upstream did not answer in time","route":"rest"})");
+  CHECK(response.header("Content-Type") == "application/json");
+  CHECK(waited >= 250);
+  CHECK(waited < 1900);  // the upstream itself answers after 2 s
+  // Just under the timeout passes, on the same client connection.
+  const auto quick = client.request(make_request("GET", "/slow?ms=50"));
+  CHECK(quick.status == 200);
+}
+
+}  // namespace
