@@ -11,8 +11,9 @@
 #   keys       /limited/, 100 000 API keys (wrk Lua script)    same targets
 #   rejected   /tight/ (10/s, burst 5), one key: a 429 flood   nginx, haproxy, sluice
 #   close      /limited/ with "Connection: close" (no keep-alive)
-#   redis      sluice on the Redis store against the memory store (allowed and rejected), and Redis
-#              commands per request; skipped with a message if `sluice check` rejects the store
+#   redis      sluice on the Redis store against the memory store (allowed and rejected), Redis
+#              script calls (EVALSHA + EVAL) and Redis CPU time per request; skipped with a message
+#              if `sluice check` rejects the store
 #   threads    sluice threads: 2 against threads: 1, everything sharing both CPUs (see the doc)
 #   isolation  a paced client's p99 and rps alone, then while one key floods /tight/
 #   memory     idle RSS of sluice, and bytes per key at 1 000 000 keys (sluice_bench_store)
@@ -25,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
 rounds=3 secs=3 conns=50 only="" sluice="$repo/build/sluice" store_bench="" keep="" redis_cpu=0
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) rounds=$2; shift 2;;
@@ -177,6 +178,10 @@ redis_commands() {  # "COMMAND CALLS" per command Redis has run (those run by sc
     awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" {sub(/^cmdstat_/, "", $1); print $1, $3}'
 }
 redis_calls() { redis_commands | awk '{n += $2} END {print n + 0}'; }
+redis_cpu() {  # seconds of CPU Redis has used (user + system, its main thread and all)
+  redis-cli -p "$redis_port" info cpu | tr -d '\r' |
+    awk -F: '$1 == "used_cpu_user" || $1 == "used_cpu_sys" {s += $2} END {printf "%.6f", s}'
+}
 if wants redis; then
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     redis_note="skipped: redis-server not installed (apt-get install redis-server)"
@@ -304,7 +309,7 @@ rotate() {  # rotate ROUND ITEMS... : a different first target each round, so no
 }
 
 scenario_round() {
-  local scen=$1 r=$2 t line requests
+  local scen=$1 r=$2 t line requests cpu_before
   case $scen in
     allowed|keys|close)
       local lua=onekey extra=()
@@ -321,14 +326,16 @@ scenario_round() {
       [[ -n ${port_of[sluice_redis]:-} ]] || return 0
       for path in limited tight; do
         for t in $(rotate "$r" sluice sluice_redis); do
-          if [[ $t == sluice_redis ]]; then redis_commands >"$run/redis-before"; fi
+          if [[ $t == sluice_redis ]]; then redis_commands >"$run/redis-before"; cpu_before=$(redis_cpu); fi
           line=$(drive "$t" "/$path/x" onekey "$client_cpus" 1 "$conns")
           record "redis-$path" "$t" "$line"
           requests=${line##* }
           if [[ $t == sluice_redis ]] && ((requests > 0)); then
+            awk -v p="$path" -v a="$cpu_before" -v b="$(redis_cpu)" -v n="$requests" \
+              'BEGIN {printf "%s %.2f\n", p, (b - a) * 1e6 / n}' >>"$run/redis-cpu"
             # per command: (calls after - calls before) / requests, for this round
-            redis_commands | awk -v p="$path" -v n="$requests" 'NR == FNR {before[$1] = $2; next}
-              {printf "%s %s %.2f\n", p, $1, ($2 - before[$1]) / n}' "$run/redis-before" - \
+            redis_commands | awk -v p="$path" -v r="$r" -v n="$requests" 'NR == FNR {before[$1] = $2; next}
+              {printf "%s %s %s %.4f\n", p, r, $1, ($2 - before[$1]) / n}' "$run/redis-before" - \
               >>"$run/redis-per-request"
           fi
         done
@@ -430,13 +437,21 @@ echo
 if [[ -n $redis_note ]]; then echo "redis store: $redis_note"; fi
 if [[ -s $run/redis-per-request ]]; then
   for path in limited tight; do
-    # the median over rounds of each command's calls per request
-    printf 'redis commands per request (%s, medians; GET/SET/TIME run inside the script): %s\n' \
-      "$path" "$(awk -v p="$path" '$1 == p && $3 > 0 {print $2, $3}' "$run/redis-per-request" |
-        sort -k1,1 -k2,2n | awk '{v[$1] = v[$1] " " $2} END {
-          for (c in v) { n = split(v[c], a, " "); m = a[int((n + 1) / 2)]; total += m
-                         printf "%s %.2f, ", c, m }
-          printf "total %.2f", total }')"
+    # Script calls (EVALSHA + EVAL: what sluice sends per request; one per batch) per request,
+    # the median over rounds; then each command the scripts run, for information.
+    printf 'redis script calls per request (%s, median): %s EVALSHA+EVAL; inside the scripts: %s\n' \
+      "$path" "$(awk -v p="$path" '$1 == p && ($3 == "evalsha" || $3 == "eval") {n[$2] += $4}
+          END {for (r in n) print n[r]}' "$run/redis-per-request" | sort -g |
+        awk '{v[NR] = $1} END {if (NR == 0) print "?"; else printf "%.3f", v[int((NR + 1) / 2)]}')" \
+      "$(awk -v p="$path" '$1 == p && $3 != "evalsha" && $3 != "eval" && $4 >= 0.0005 {print $3, $4}' \
+        "$run/redis-per-request" | sort -k1,1 -k2,2g | awk '{v[$1] = v[$1] " " $2} END {
+          for (c in v) { n = split(v[c], a, " "); printf "%s %.3f ", c, a[int((n + 1) / 2)] } }')"
+  done
+  for path in limited tight; do
+    printf 'redis CPU time per request (%s, median): %s us (Redis on CPU %s)\n' "$path" \
+      "$(awk -v p="$path" '$1 == p {print $2}' "$run/redis-cpu" | sort -g |
+        awk '{v[NR] = $1} END {if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]
+          else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2}')" "$redis_cpu"
   done
 fi
 if wants memory; then

@@ -1,11 +1,13 @@
-// The Redis store: one Lua script per request decides every limit at once.
+// The Redis store: one Lua script call decides a batch of requests, each with every limit at once.
 //
 // The script is a raw string here rather than a .lua file embedded by a build step: it is short,
 // it must change together with algorithm.cpp (which it transcribes) and with the argument
 // layout and reply parser below, and keeping all three in one file needs no generated sources.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
+#include <cstring>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -25,13 +27,18 @@ using SteadyClock = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------------------------
 
 constexpr std::string_view kScriptHead = R"lua(#!lua
--- sluice: every limit of one request, decided atomically and all-or-nothing.
+-- sluice: a batch of requests, each deciding every one of its limits atomically and
+-- all-or-nothing, in order: exactly as if each request had been sent alone at the same instant.
 -- A transcription of src/limit/algorithm.cpp, operation for operation; keep the two in step.
--- KEYS[i]  the state of check i: "v0 v1 v2" (a LimitState; absent = a fresh key)
--- ARGV[1]  'c' = charge if every check allows, 'q' = check only (writes nothing)
--- ARGV[5i-3 .. 5i+1]  check i: algorithm (1 token_bucket, 2 gcra, 3 sliding_window,
---          4 fixed_window), limit, window (us), capacity (burst, or limit), cost (>= 1)
--- returns  {all allowed 1|0, then per check: allowed 1|0, remaining, reset us, retry_after us}
+-- KEYS     every counter of the batch, once each: "v0 v1 v2" (a LimitState; absent = fresh)
+-- ARGV[1]  the batch as little-endian int64s: the number of requests, then per request:
+--          1 = charge if every check allows | 0 = check only (writes nothing), its number of
+--          checks, and per check: its key (an index into KEYS), algorithm (1 token_bucket,
+--          2 gcra, 3 sliding_window, 4 fixed_window), limit, window (us), capacity (burst, or
+--          limit), cost (>= 1)
+-- returns  little-endian int64s, per request: 1 all allowed | 0 not | 2 a state unreadable
+--          (nothing charged; zeros follow), then per check: allowed 1|0, remaining, reset us,
+--          retry_after us
 )lua";
 
 // Where `now` comes from. Production: Redis' own clock, the one clock all instances share.
@@ -161,78 +168,135 @@ local function sliding_window(s, now, L, w, c)
   return allowed, remaining, reset, retry, n0, n1, n2, now + reset
 end
 
-local n = #KEYS
-if #ARGV ~= 1 + 5 * n + extra_args or not now then
-  return redis.error_reply('ERR sluice: wrong arguments')
+local wrong = 'ERR sluice: wrong arguments'
+local batch = ARGV[1]
+if #ARGV ~= 1 + extra_args or not now or #batch % 8 ~= 0 or #batch < 8 then
+  return redis.error_reply(wrong)
 end
-local charge = ARGV[1] == 'c'
-local states = {}  -- key -> the latest state of that key in this call (tentative)
-local last = {}    -- key -> the index of its last check
-local nexts, expiries = {}, {}
-local reply = {1}
-for i = 1, n do
-  local key = KEYS[i]
-  local s = states[key]
-  if not s then
-    local raw = redis.call('GET', key)
-    if raw then
-      local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
-      if not a then return redis.error_reply('ERR sluice: malformed state') end
-      s = {tonumber(a), tonumber(b), tonumber(c)}
-      if not (s[1] and s[2] and s[3]) then
-        return redis.error_reply('ERR sluice: malformed state')
-      end
-    else
-      s = {0, 0, 0}
-    end
-  end
-  local at = 5 * i - 3
-  local alg, L, W = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-  local B, c = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
-  if not (alg and L and W and B and c) then
-    return redis.error_reply('ERR sluice: wrong arguments')
-  end
-  local allowed, remaining, reset, retry, n0, n1, n2, expires
-  if L <= 0 or W <= 0 then
-    -- reject_unusable: admits nothing, touches nothing
-    local hint = 1000000
-    if W > 0 then hint = W end
-    allowed, remaining, reset, retry, n0, n1, n2, expires = false, 0, 0, hint, s[1], s[2], s[3], now
-  elseif alg == 1 then
-    allowed, remaining, reset, retry, n0, n1, n2, expires = token_bucket(s, now, L, W, B, c)
-  elseif alg == 2 then
-    allowed, remaining, reset, retry, n0, n1, n2, expires = gcra(s, now, L, W, B, c)
-  elseif alg == 3 then
-    allowed, remaining, reset, retry, n0, n1, n2, expires = sliding_window(s, now, L, W, c)
-  elseif alg == 4 then
-    allowed, remaining, reset, retry, n0, n1, n2, expires = fixed_window(s, now, L, W, c)
+local unpack, pack = struct.unpack, struct.pack
+local size, nkeys = #batch, #KEYS
+
+-- The state of each key as the requests decided so far left it: read once, written once at the
+-- end, which leaves Redis exactly as writing after every request would (same instant). Nothing
+-- is written before every argument has been read: a batch fails whole or decides whole.
+local fresh = {0, 0, 0}
+local unreadable = {}
+local committed = {}  -- key -> state, or `unreadable`
+local ttls = {}       -- key -> its TTL in ms after the last charge (<= 0: delete it)
+local written, nwritten = {}, 0
+local function stored(key)
+  local s = committed[key]
+  if s then return s end
+  local raw = redis.pcall('GET', KEYS[key])  -- a wrong type fails its requests, not the batch
+  if not raw then
+    s = fresh
+  elseif type(raw) ~= 'string' then
+    s = unreadable
   else
-    return redis.error_reply('ERR sluice: unknown algorithm')
+    local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
+    s = {tonumber(a), tonumber(b), tonumber(c)}
+    if not (s[1] and s[2] and s[3]) then s = unreadable end
   end
-  -- A later check of the same key sees this state, charged or not, as the memory store does.
-  states[key] = {n0, n1, n2}
-  nexts[i], expiries[i], last[key] = states[key], expires, i
-  local flag = 0
-  if allowed then flag = 1 else reply[1] = 0 end
-  reply[4 * i - 2], reply[4 * i - 1], reply[4 * i], reply[4 * i + 1] = flag, remaining, reset, retry
+  committed[key] = s
+  return s
 end
-if reply[1] == 1 and charge then
-  for i = 1, n do
-    local key = KEYS[i]
-    if last[key] == i then
-      -- Kept until just past the instant the state is equivalent to a fresh key, never longer.
-      local ttl = ceil((expiries[i] - now) / 1000)
-      if ttl <= 0 then
-        redis.call('DEL', key)
+
+local tentative = {}  -- key -> its state after the earlier checks of the same request
+local seen = {}       -- key -> the last request that has it in `tentative`
+local last = {}       -- key -> the index of its last check in the current request
+local nexts, expiries, keyof = {}, {}, {}
+local parts, np = {}, 0
+local requests, pos = unpack('<i8', batch, 1)
+local k = 0  -- checks so far, over the whole batch
+for r = 1, requests do
+  if pos + 15 > size then return redis.error_reply(wrong) end
+  local mode, n
+  mode, n, pos = unpack('<i8i8', batch, pos)
+  if (mode ~= 0 and mode ~= 1) or n < 1 or pos + 48 * n - 1 > size then
+    return redis.error_reply(wrong)
+  end
+  local first, head = k + 1, np + 1
+  np = head
+  local status = 1
+  for _ = 1, n do
+    local key, alg, L, W, B, c
+    key, alg, L, W, B, c, pos = unpack('<i8i8i8i8i8i8', batch, pos)
+    if key < 1 or key > nkeys then return redis.error_reply(wrong) end
+    if alg ~= 1 and alg ~= 2 and alg ~= 3 and alg ~= 4 then
+      return redis.error_reply('ERR sluice: unknown algorithm')
+    end
+    k = k + 1
+    local s
+    if status ~= 2 then
+      if seen[key] == r then s = tentative[key] else s = stored(key) end
+      if s == unreadable then status = 2 end
+    end
+    if status ~= 2 then
+      local allowed, remaining, reset, retry, n0, n1, n2, expires
+      if L <= 0 or W <= 0 then
+        -- reject_unusable: admits nothing, touches nothing
+        local hint = 1000000
+        if W > 0 then hint = W end
+        allowed, remaining, reset, retry, n0, n1, n2, expires =
+          false, 0, 0, hint, s[1], s[2], s[3], now
+      elseif alg == 1 then
+        allowed, remaining, reset, retry, n0, n1, n2, expires = token_bucket(s, now, L, W, B, c)
+      elseif alg == 2 then
+        allowed, remaining, reset, retry, n0, n1, n2, expires = gcra(s, now, L, W, B, c)
+      elseif alg == 3 then
+        allowed, remaining, reset, retry, n0, n1, n2, expires = sliding_window(s, now, L, W, c)
       else
-        local s = nexts[i]
-        redis.call('SET', key, string.format('%.17g %.17g %.17g', s[1], s[2], s[3]),
-                   'PX', string.format('%d', ttl + ttl_margin_ms))
+        allowed, remaining, reset, retry, n0, n1, n2, expires = fixed_window(s, now, L, W, c)
+      end
+      -- A later check of the same key sees this state, charged or not, as the memory store does.
+      -- A rejected check leaves the state as it was (every algorithm), so it needs no new table.
+      local state = s
+      if allowed then state = {n0, n1, n2} end
+      tentative[key], seen[key] = state, r
+      nexts[k], expiries[k], keyof[k], last[key] = state, expires, key, k
+      local flag = 1
+      if not allowed then flag, status = 0, 0 end
+      np = np + 1
+      parts[np] = pack('<i8i8i8i8', flag, remaining, reset, retry)
+    end
+  end
+  if status == 2 then
+    np = head
+    parts[head] = pack('<i8', 2) .. string.rep('\0', 32 * n)
+  else
+    parts[head] = pack('<i8', status)
+    if status == 1 and mode == 1 then
+      for i = first, k do
+        local key = keyof[i]
+        if last[key] == i then
+          -- Kept until just past the instant the state is equivalent to a fresh key, never longer.
+          local ttl = ceil((expiries[i] - now) / 1000)
+          if not ttls[key] then
+            nwritten = nwritten + 1
+            written[nwritten] = key
+          end
+          ttls[key] = ttl
+          if ttl <= 0 then committed[key] = fresh else committed[key] = nexts[i] end
+        end
       end
     end
   end
 end
-return reply
+if pos ~= size + 1 then return redis.error_reply(wrong) end
+for w = 1, nwritten do
+  local key = written[w]
+  local ttl = ttls[key]
+  if ttl <= 0 then
+    redis.call('DEL', KEYS[key])
+  else
+    -- Every state value is an integer below 2^53 (algorithm.hpp): %d writes it exactly, as
+    -- %.17g would, for a fraction of the cost.
+    local s = committed[key]
+    redis.call('SET', KEYS[key], string.format('%d %d %d', s[1], s[2], s[3]), 'PX',
+               ttl + ttl_margin_ms)
+  end
+end
+return table.concat(parts, '', 1, np)
 )lua";
 
 constexpr std::string_view kNotConnected = "redis store not connected";
@@ -240,6 +304,7 @@ constexpr std::string_view kTimedOut = "redis store call timed out";
 constexpr std::string_view kErrorReply = "redis store replied with an error";
 constexpr std::string_view kMalformedReply = "redis store reply malformed";
 constexpr std::string_view kTooFewVerdicts = "fewer verdict slots than checks";
+constexpr std::string_view kUnreadableState = "redis store holds an unreadable state";
 
 std::string_view error_text(redis::ErrorKind kind) noexcept {
   switch (kind) {
@@ -326,34 +391,63 @@ std::string redis_decide_script(bool time_from_argument) {
   return script;
 }
 
-bool read_decide_reply(const redis::Reply& reply, DecideCall& call) noexcept {
-  const std::size_t n = call.checks.size();
-  if (reply.type() != redis::Reply::Type::array || call.verdicts.size() < n) return false;
-  const auto items = reply.elements();
-  if (items.size() != 1 + 4 * n) return false;
-  for (const redis::Reply& item : items) {
-    if (item.type() != redis::Reply::Type::integer || item.integer() < 0) return false;
+bool decode_decide_reply(const redis::Reply& reply, std::vector<std::int64_t>& numbers) {
+  numbers.clear();
+  if (reply.type() != redis::Reply::Type::string || reply.text().size() % 8 != 0) return false;
+  const std::string_view bytes = reply.text();
+  numbers.resize(bytes.size() / 8);
+  for (std::size_t i = 0; i < numbers.size(); ++i) {
+    std::uint64_t value = 0;
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(&value, bytes.data() + 8 * i, 8);
+    } else {
+      for (int b = 7; b >= 0; --b)
+        value = (value << 8) | static_cast<unsigned char>(bytes[8 * i + b]);
+    }
+    numbers[i] = static_cast<std::int64_t>(value);
   }
-  const std::int64_t all = items[0].integer();
-  if (all > 1) return false;
+  return true;
+}
+
+bool read_decide_reply(std::span<const std::int64_t> numbers, DecideCall& call) noexcept {
+  const std::size_t n = call.checks.size();
+  if (call.verdicts.size() < n || numbers.size() != 1 + 4 * n) return false;
+  for (const std::int64_t number : numbers) {
+    if (number < 0) return false;
+  }
+  const std::int64_t status = numbers[0];
+  if (status == kRedisUnreadableState) {
+    for (const std::int64_t number : numbers.subspan(1)) {
+      if (number != 0) return false;
+    }
+    call.outcome = Outcome::store_error;
+    call.error = kUnreadableState;
+    return true;
+  }
+  if (status > 1) return false;
   bool every_check_allowed = true;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::int64_t allowed = items[1 + 4 * i].integer();
-    const std::int64_t retry_after = items[4 + 4 * i].integer();
+    const std::int64_t allowed = numbers[1 + 4 * i];
+    const std::int64_t retry_after = numbers[4 + 4 * i];
     if (allowed > 1 || (allowed == 1 && retry_after != 0)) return false;
     every_check_allowed = every_check_allowed && allowed == 1;
   }
-  if ((all == 1) != every_check_allowed) return false;
+  if ((status == 1) != every_check_allowed) return false;
   for (std::size_t i = 0; i < n; ++i) {
     Verdict& v = call.verdicts[i];
-    v.allowed = items[1 + 4 * i].integer() == 1;
+    v.allowed = numbers[1 + 4 * i] == 1;
     v.limit = call.checks[i].quota.limit;
-    v.remaining = items[2 + 4 * i].integer();
-    v.reset = items[3 + 4 * i].integer();
-    v.retry_after = items[4 + 4 * i].integer();
+    v.remaining = numbers[2 + 4 * i];
+    v.reset = numbers[3 + 4 * i];
+    v.retry_after = numbers[4 + 4 * i];
   }
-  call.outcome = all == 1 ? Outcome::allowed : Outcome::limited;
+  call.outcome = status == 1 ? Outcome::allowed : Outcome::limited;
   return true;
+}
+
+bool read_decide_reply(const redis::Reply& reply, DecideCall& call) {
+  std::vector<std::int64_t> numbers;
+  return decode_decide_reply(reply, numbers) && read_decide_reply(numbers, call);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,56 +521,52 @@ void RedisStoreMonitor::recover(std::string_view how) {
 // ---------------------------------------------------------------------------------------------
 
 struct RedisStore::Impl {
-  struct Pool;
+  struct Shared;
 
-  // One call in flight: the client's handler, pooled. While in flight it holds the pool, so a
-  // store destroyed under it leaves the pool to the last such call.
-  struct PendingCall final : redis::EvalHandler {
-    Pool* pool = nullptr;
-    std::shared_ptr<Pool> keepalive;
+  // A call queued for a batch, or in one.
+  struct Queued {
     DecideCall* call = nullptr;
     DecideWaiter* waiter = nullptr;
-
-    void on_eval_result(redis::Result& result) override {
-      const std::shared_ptr<Pool> keep = std::move(keepalive);  // `this` lives until we return
-      DecideCall& decided = *std::exchange(call, nullptr);
-      DecideWaiter& told = *std::exchange(waiter, nullptr);
-      decided.error = {};
-      RedisStoreMonitor* monitor = pool->monitor.get();
-      if (!result.ok()) {
-        decided.outcome = Outcome::store_error;
-        decided.error = error_text(result.error);
-        if (monitor)
-          monitor->on_call_failed(result.message.empty() ? decided.error : result.message);
-      } else if (!read_decide_reply(result.reply, decided)) {
-        decided.outcome = Outcome::store_error;
-        decided.error = kMalformedReply;
-        if (monitor) monitor->on_call_failed(kMalformedReply);
-      } else if (monitor) {
-        monitor->on_call_succeeded();
-      }
-      // Back in the pool before the waiter runs: it may decide its next request at once.
-      pool->free.push_back(this);
-      told.on_decided(decided);
-    }
   };
 
-  struct Pool {
-    std::vector<std::unique_ptr<PendingCall>> calls;
-    std::vector<PendingCall*> free;
+  // One batch in flight: the client's handler, pooled. While in flight it holds the shared
+  // state, so a store destroyed under it leaves that state to the last such batch.
+  struct Batch final : redis::EvalHandler {
+    Shared* shared = nullptr;
+    std::shared_ptr<Shared> keepalive;
+    std::vector<Queued> calls;
+
+    void on_eval_result(redis::Result& result) override;
+  };
+
+  // What queued calls and batches in flight need, which may outlive the store.
+  struct Shared {
+    Impl* store = nullptr;  // null once the store is gone
     std::shared_ptr<RedisStoreMonitor> monitor;
+    std::vector<std::unique_ptr<Batch>> batches;
+    std::vector<Batch*> free;
+    std::vector<Queued> queue;  // the next batch, in the order decide() was called
+    std::size_t queued_checks = 0;
+    bool flush_posted = false;
+    std::vector<std::int64_t> numbers;  // scratch: the decoded reply of the batch being read
   };
 
-  Impl(net::any_io_executor executor, RedisStoreSettings store_settings,
+  Impl(net::any_io_executor store_executor, RedisStoreSettings store_settings,
        std::shared_ptr<RedisStoreMonitor> store_monitor, std::size_t first_connection)
-      : settings(std::move(store_settings)), pool(std::make_shared<Pool>()) {
-    pool->monitor = std::move(store_monitor);
+      : executor(std::move(store_executor)),
+        settings(std::move(store_settings)),
+        max_requests(std::max(1u, settings.max_batch_requests)),
+        max_checks(std::max(1u, settings.max_batch_checks)),
+        shared(std::make_shared<Shared>()) {
+    shared->store = this;
+    shared->monitor = std::move(store_monitor);
+    shared->queue.reserve(max_requests);
     const std::string script = redis_decide_script(settings.test_clock != nullptr);
     const unsigned count = std::max(1u, settings.connections);
     for (unsigned i = 0; i < count; ++i) {
       redis::Client::StateHandler on_state;
-      if (pool->monitor) {
-        on_state = [monitor = pool->monitor, index = first_connection + i](
+      if (shared->monitor) {
+        on_state = [monitor = shared->monitor, index = first_connection + i](
                        redis::State state, std::string_view reason) {
           monitor->on_state(index, state, reason);
         };
@@ -487,16 +577,142 @@ struct RedisStore::Impl {
     }
   }
 
-  PendingCall& acquire() {
-    if (pool->free.empty()) {
-      pool->calls.push_back(std::make_unique<PendingCall>());
-      pool->calls.back()->pool = pool.get();
-      pool->free.reserve(pool->calls.size());
-      return *pool->calls.back();
+  ~Impl() { shared->store = nullptr; }
+
+  void enqueue(DecideCall& call, DecideWaiter& waiter) {
+    Shared& s = *shared;
+    const std::size_t n = call.checks.size();
+    // A call that would overfill the batch starts the next one (a call alone may exceed it).
+    if (!s.queue.empty() && s.queued_checks + n > max_checks) send();
+    s.queue.push_back(Queued{&call, &waiter});
+    s.queued_checks += n;
+    if (s.queue.size() >= max_requests || s.queued_checks >= max_checks) {
+      send();  // full: no reason to wait for the rest of the turn
+    } else if (!s.flush_posted) {
+      // Runs after the handlers already queued on the loop, so every request whose bytes
+      // arrived in the same turn joins this batch.
+      s.flush_posted = true;
+      net::post(executor, [keep = shared] { flush(*keep); });
     }
-    PendingCall* pending = pool->free.back();
-    pool->free.pop_back();
-    return *pending;
+  }
+
+  static void flush(Shared& s) {
+    s.flush_posted = false;
+    if (s.queue.empty()) return;
+    if (s.store != nullptr) return s.store->send();
+    // The store was destroyed with calls queued: they fail, later than its destructor.
+    std::vector<Queued> calls = std::exchange(s.queue, {});
+    s.queued_checks = 0;
+    for (const Queued& queued : calls) {
+      queued.call->outcome = Outcome::store_error;
+      queued.call->error = kNotConnected;
+      if (s.monitor) s.monitor->on_call_failed(kNotConnected);
+      queued.waiter->on_decided(*queued.call);
+    }
+  }
+
+  // Sends the queue as one EVALSHA: each distinct counter once in KEYS, every number in one
+  // binary argument.
+  void send() {
+    Shared& s = *shared;
+    Batch& batch = acquire();
+    batch.calls.swap(s.queue);  // both keep their capacity: nothing allocates once warm
+    const std::size_t checks = std::exchange(s.queued_checks, 0);
+
+    key_names.resize(checks);  // before any view of it is taken
+    keys.clear();
+    start_key_lookup(checks);
+    packed.clear();
+    put(static_cast<std::int64_t>(batch.calls.size()));
+    for (const Queued& queued : batch.calls) {
+      const DecideCall& call = *queued.call;
+      put(call.mode == Mode::check_only ? 0 : 1);
+      put(static_cast<std::int64_t>(call.checks.size()));
+      for (const LimitCheck& check : call.checks) {
+        const bool bucket =
+            check.algorithm == Algorithm::gcra || check.algorithm == Algorithm::token_bucket;
+        // The defaults evaluate() applies, applied here so the script needs none of them.
+        const std::int64_t capacity =
+            bucket && check.quota.burst > 0 ? check.quota.burst : check.quota.limit;
+        put(static_cast<std::int64_t>(key_index(check.key)));
+        put(algorithm_code(check.algorithm));
+        put(check.quota.limit);
+        put(check.quota.window);
+        put(capacity);
+        put(std::max<std::int64_t>(check.cost, 1));
+      }
+    }
+    args[0] = packed;
+    std::size_t arg_count = 1;
+    if (settings.test_clock != nullptr) {
+      const auto [end, error] = std::to_chars(now_text.data(), now_text.data() + now_text.size(),
+                                              settings.test_clock->now());
+      args[arg_count++] = std::string_view(now_text.data(), end - now_text.data());
+    }
+
+    batch.keepalive = shared;
+    const std::size_t client = pick_client();
+    clients[client]->eval(scripts[client], keys, std::span(args.data(), arg_count), batch);
+  }
+
+  void put(std::int64_t value) {
+    char bytes[8];
+    const auto bits = static_cast<std::uint64_t>(value);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(bytes, &bits, 8);
+    } else {
+      for (int b = 0; b < 8; ++b)
+        bytes[b] = static_cast<char>(bits >> (8 * b));
+    }
+    packed.append(bytes, sizeof bytes);
+  }
+
+  // The distinct counters of a batch: an open-addressing table over the digests (themselves
+  // SipHash outputs, so any of their bits is a fine hash), emptied by bumping a generation.
+  struct KeySlot {
+    KeyDigest digest;
+    std::uint32_t generation = 0;
+    std::uint32_t index = 0;  // 1-based, into `keys`
+  };
+
+  void start_key_lookup(std::size_t checks) {
+    std::size_t size = 16;
+    while (size < 2 * checks)
+      size *= 2;
+    if (key_slots.size() < size) key_slots.assign(size, KeySlot{});
+    if (++key_generation == 0) {  // wrapped: old marks would look current
+      std::fill(key_slots.begin(), key_slots.end(), KeySlot{});
+      key_generation = 1;
+    }
+  }
+
+  // The 1-based index of `digest` in `keys`, adding its Redis name on first sight.
+  std::uint32_t key_index(const KeyDigest& digest) {
+    const std::size_t mask = key_slots.size() - 1;
+    for (std::size_t at = digest.lo & mask;; at = (at + 1) & mask) {
+      KeySlot& slot = key_slots[at];
+      if (slot.generation != key_generation) {
+        slot = KeySlot{digest, key_generation, static_cast<std::uint32_t>(keys.size() + 1)};
+        keys.push_back(redis_key_name(settings.key_names, digest, key_names[keys.size()]));
+        return slot.index;
+      }
+      if (slot.digest == digest) return slot.index;
+    }
+  }
+
+  Batch& acquire() {
+    Shared& s = *shared;
+    if (s.free.empty()) {
+      s.batches.push_back(std::make_unique<Batch>());
+      Batch& batch = *s.batches.back();
+      batch.shared = &s;
+      batch.calls.reserve(max_requests);
+      s.free.reserve(s.batches.size());
+      return batch;
+    }
+    Batch* batch = s.free.back();
+    s.free.pop_back();
+    return *batch;
   }
 
   // Round-robin over the connections that are up; any one when none is (it fails fast).
@@ -509,27 +725,72 @@ struct RedisStore::Impl {
     return next_client++ % count;
   }
 
-  // Writes `value` as decimal into args_bytes at `at`; returns its view.
-  std::string_view put_number(std::size_t& at, std::int64_t value) noexcept {
-    char* begin = arg_bytes.data() + at;
-    const auto [end, error] = std::to_chars(begin, begin + kNumberWidth, value);
-    at += kNumberWidth;
-    return {begin, static_cast<std::size_t>(end - begin)};
-  }
-
-  static constexpr std::size_t kNumberWidth = 20;  // any int64 in decimal
-
+  net::any_io_executor executor;
   RedisStoreSettings settings;
-  std::shared_ptr<Pool> pool;
+  std::size_t max_requests;
+  std::size_t max_checks;
+  std::shared_ptr<Shared> shared;
   std::vector<std::unique_ptr<redis::Client>> clients;
   std::vector<redis::ScriptId> scripts;
   std::size_t next_client = 0;
-  // Scratch for one call's keys and arguments (the client copies them before eval() returns).
+  // Scratch for one batch's keys and arguments (the client copies them before eval() returns).
   std::vector<std::array<char, kRedisKeyLength>> key_names;
-  std::vector<char> arg_bytes;
   std::vector<std::string_view> keys;
-  std::vector<std::string_view> args;
+  std::vector<KeySlot> key_slots;
+  std::uint32_t key_generation = 0;
+  std::string packed;
+  std::array<char, 24> now_text{};
+  std::array<std::string_view, 2> args;
 };
+
+void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
+  const std::shared_ptr<Shared> keep = std::move(keepalive);  // `this` lives until we return
+  RedisStoreMonitor* monitor = shared->monitor.get();
+  // One failure of the batch fails each of its calls, as if each had been sent alone.
+  std::string_view failure;
+  std::string_view reason;  // for the monitor: the server's words when there are some
+  std::vector<std::int64_t>& numbers = shared->numbers;
+  if (!result.ok()) {
+    failure = error_text(result.error);
+    reason = result.message.empty() ? failure : result.message;
+  } else {
+    std::size_t expected = 0;
+    for (const Queued& queued : calls)
+      expected += 1 + 4 * queued.call->checks.size();
+    if (!decode_decide_reply(result.reply, numbers) || numbers.size() != expected) {
+      failure = reason = kMalformedReply;
+    }
+  }
+  const std::span<const std::int64_t> items = numbers;
+  bool any_decided = false;
+  std::size_t at = 0;
+  for (const Queued& queued : calls) {
+    DecideCall& call = *queued.call;
+    call.error = {};
+    const std::size_t size = 1 + 4 * call.checks.size();
+    if (!failure.empty()) {
+      call.outcome = Outcome::store_error;
+      call.error = failure;
+      if (monitor) monitor->on_call_failed(reason);
+    } else if (!read_decide_reply(items.subspan(at, size), call)) {
+      call.outcome = Outcome::store_error;
+      call.error = kMalformedReply;
+      if (monitor) monitor->on_call_failed(kMalformedReply);
+    } else if (call.outcome == Outcome::store_error) {
+      if (monitor) monitor->on_call_failed(call.error);
+    } else {
+      any_decided = true;
+    }
+    at += size;
+  }
+  if (any_decided && monitor) monitor->on_call_succeeded();
+  // Every outcome is set before any waiter runs; a waiter may decide its next request at once
+  // (queued for the next batch) or let its call go: nothing of a call is read after its waiter.
+  for (const Queued& queued : calls)
+    queued.waiter->on_decided(*queued.call);
+  calls.clear();
+  shared->free.push_back(this);
+}
 
 RedisStore::RedisStore(net::any_io_executor executor, RedisStoreSettings settings,
                        std::shared_ptr<RedisStoreMonitor> monitor, std::size_t first_connection)
@@ -556,7 +817,6 @@ bool RedisStore::connected() const noexcept {
 }
 
 Store::Completion RedisStore::decide(DecideCall& call, DecideWaiter& waiter) {
-  Impl& impl = *impl_;
   const std::size_t n = call.checks.size();
   call.error = {};
   if (call.verdicts.size() < n) {
@@ -568,40 +828,7 @@ Store::Completion RedisStore::decide(DecideCall& call, DecideWaiter& waiter) {
     call.outcome = Outcome::allowed;
     return Completion::ready;
   }
-
-  // Sized once per call shape; reused, so a steady stream of requests allocates nothing here.
-  impl.key_names.resize(n);
-  impl.arg_bytes.resize((2 + 5 * n) * Impl::kNumberWidth);
-  impl.keys.clear();
-  impl.args.clear();
-  for (std::size_t i = 0; i < n; ++i) {
-    impl.keys.push_back(
-        redis_key_name(impl.settings.key_names, call.checks[i].key, impl.key_names[i]));
-  }
-  impl.args.push_back(call.mode == Mode::check_only ? "q" : "c");
-  std::size_t at = 0;
-  for (const LimitCheck& check : call.checks) {
-    const bool bucket =
-        check.algorithm == Algorithm::gcra || check.algorithm == Algorithm::token_bucket;
-    // The defaults evaluate() applies, applied here so the script needs none of them.
-    const std::int64_t capacity =
-        bucket && check.quota.burst > 0 ? check.quota.burst : check.quota.limit;
-    impl.args.push_back(impl.put_number(at, algorithm_code(check.algorithm)));
-    impl.args.push_back(impl.put_number(at, check.quota.limit));
-    impl.args.push_back(impl.put_number(at, check.quota.window));
-    impl.args.push_back(impl.put_number(at, capacity));
-    impl.args.push_back(impl.put_number(at, std::max<std::int64_t>(check.cost, 1)));
-  }
-  if (impl.settings.test_clock != nullptr) {
-    impl.args.push_back(impl.put_number(at, impl.settings.test_clock->now()));
-  }
-
-  Impl::PendingCall& pending = impl.acquire();
-  pending.call = &call;
-  pending.waiter = &waiter;
-  pending.keepalive = impl.pool;
-  const std::size_t client = impl.pick_client();
-  impl.clients[client]->eval(impl.scripts[client], impl.keys, impl.args, pending);
+  impl_->enqueue(call, waiter);
   return Completion::pending;
 }
 

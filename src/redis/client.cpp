@@ -136,12 +136,15 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     Call& call = acquire();
     call.handler = &handler;
     call.script = script;
-    call.key_count = keys.size();
+    // Formatted here once (hiredis' own formatter costs several times more per argument), and
+    // kept for a NOSCRIPT retry.
+    call.tail_arguments = 1 + keys.size() + args.size();
+    char numkeys[24];
+    const auto [end, error] = std::to_chars(numkeys, numkeys + sizeof numkeys, keys.size());
+    append_bulk(call.tail, std::string_view(numkeys, end - numkeys));
     for (auto part : {keys, args}) {
-      for (std::string_view value : part) {
-        call.bytes.append(value);
-        call.lengths.push_back(value.size());
-      }
+      for (std::string_view value : part)
+        append_bulk(call.tail, value);
     }
     // EVAL with the source until the script's sha is known (a script added after connecting).
     const bool sha_known = !scripts_[script].sha.empty();
@@ -181,10 +184,9 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     bool sent = false;        // hiredis holds a reply callback for it
     bool done = false;        // its result is decided
     bool delivering = false;  // its handler is running or posted
-    std::size_t key_count = 0;
-    std::string bytes;  // the keys, then the args, back to back (kept for a NOSCRIPT retry)
-    std::vector<std::size_t> lengths;
-    std::array<char, 24> numkeys{};
+    // The command after the script: numkeys, the keys, the args, in the protocol's bulk strings.
+    std::string tail;
+    std::size_t tail_arguments = 0;
     Result result;
   };
 
@@ -439,31 +441,37 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
                                  argv.data(), lengths.data()) == REDIS_OK;
   }
 
+  static void append_number(std::string& out, std::size_t value) {
+    char digits[24];
+    const auto [end, error] = std::to_chars(digits, digits + sizeof digits, value);
+    out.append(digits, end);
+  }
+
+  // A bulk string of the Redis protocol: $<length>\r\n<bytes>\r\n (binary safe).
+  static void append_bulk(std::string& out, std::string_view value) {
+    out += '$';
+    append_number(out, value.size());
+    out += "\r\n";
+    out += value;
+    out += "\r\n";
+  }
+
   bool send(Call& call, bool with_source) {
     const Script& script = scripts_[call.script];
-    argv_.clear();
-    argv_lengths_.clear();
-    auto push = [this](const char* data, std::size_t size) {
-      argv_.push_back(data);
-      argv_lengths_.push_back(size);
-    };
+    command_.clear();
+    command_ += '*';
+    append_number(command_, 2 + call.tail_arguments);
+    command_ += "\r\n";
     if (with_source) {
-      push("EVAL", 4);
-      push(script.source.data(), script.source.size());
+      append_bulk(command_, "EVAL");
+      append_bulk(command_, script.source);
     } else {
-      push("EVALSHA", 7);
-      push(script.sha.data(), script.sha.size());
+      append_bulk(command_, "EVALSHA");
+      append_bulk(command_, script.sha);
     }
-    auto [end, error] = std::to_chars(call.numkeys.data(),
-                                      call.numkeys.data() + call.numkeys.size(), call.key_count);
-    push(call.numkeys.data(), static_cast<std::size_t>(end - call.numkeys.data()));
-    const char* cursor = call.bytes.data();
-    for (std::size_t length : call.lengths) {
-      push(cursor, length);
-      cursor += length;
-    }
-    if (redisAsyncCommandArgv(context_, &Impl::on_eval_reply, &call, static_cast<int>(argv_.size()),
-                              argv_.data(), argv_lengths_.data()) != REDIS_OK) {
+    command_ += call.tail;
+    if (redisAsyncFormattedCommand(context_, &Impl::on_eval_reply, &call, command_.data(),
+                                   command_.size()) != REDIS_OK) {
       return false;
     }
     call.sent = true;
@@ -544,8 +552,8 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     }
     call->handler = nullptr;
     call->linked = call->sent = call->done = call->delivering = false;
-    call->bytes.clear();
-    call->lengths.clear();
+    call->tail.clear();
+    call->tail_arguments = 0;
     call->result.error = ErrorKind::none;
     call->result.message = {};
     return *call;
@@ -629,8 +637,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
   Call* head_ = nullptr;  // pending calls, oldest (earliest deadline) first
   Call* tail_ = nullptr;
   std::size_t sent_count_ = 0;
-  std::vector<const char*> argv_;  // scratch for send()
-  std::vector<std::size_t> argv_lengths_;
+  std::string command_;  // scratch for send(): hiredis copies it into its output buffer
 };
 
 // ---------------------------------------------------------------------------------------------

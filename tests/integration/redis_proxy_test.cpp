@@ -218,8 +218,10 @@ TEST_CASE("two sluice instances sharing one Redis admit exactly the limit, one E
   CHECK(admitted == 50);
   CHECK(rejected == 250);
   CHECK(other == 0);
-  // One round trip per request: exactly one EVALSHA each, never a fallback EVAL.
-  CHECK(command_calls(admin, "evalsha") == kConnections * kPerConnection);
+  // At most one round trip per request (the requests of one event-loop turn share one EVALSHA),
+  // never a fallback EVAL.
+  CHECK(command_calls(admin, "evalsha") >= 1);
+  CHECK(command_calls(admin, "evalsha") <= kConnections * kPerConnection);
   CHECK(command_calls(admin, "eval") == 0);
 }
 

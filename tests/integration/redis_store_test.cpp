@@ -1,7 +1,9 @@
 // The Redis store against a real redis-server: the Lua script decides exactly like the memory
 // store (random sequences, states compared bit for bit), all-or-nothing, check-only, Redis' TIME,
-// key names and expiries, one EVALSHA per call, and every failure a store_error, never "limited".
+// key names and expiries, batches (one EVALSHA per loop turn, deciding exactly like the same
+// requests sent one by one), and every failure a store_error, never "limited".
 // The io_context runs in the test thread, in bounded loops.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -89,6 +91,36 @@ Outcome decide_checks(io_context& io, RedisStore& store, const std::vector<Limit
   DecideCall call{checks, verdicts, mode};
   decide_now(io, store, call);
   return call.outcome;
+}
+
+// One request of a batch: its checks, verdicts, call and waiter, at stable addresses.
+struct Request {
+  std::vector<LimitCheck> checks;
+  std::vector<Verdict> verdicts;
+  DecideCall call;
+  Waiter waiter;
+
+  Request(std::vector<LimitCheck> request_checks, Mode mode)
+      : checks(std::move(request_checks)),
+        verdicts(checks.size()),
+        call{checks, verdicts, mode, Outcome::store_error, {}} {}
+};
+using Requests = std::vector<std::unique_ptr<Request>>;
+
+// Decides every request in one turn of the loop (all decide() calls before the loop runs), then
+// waits for all of them: each waiter exactly once, none from inside decide().
+void decide_together(io_context& io, RedisStore& store, Requests& requests) {
+  for (auto& request : requests) {
+    REQUIRE(store.decide(request->call, request->waiter) == Store::Completion::pending);
+  }
+  for (auto& request : requests)
+    CHECK(request->waiter.calls == 0);
+  REQUIRE(run_until(io, [&] {
+    return std::all_of(requests.begin(), requests.end(),
+                       [](const auto& request) { return request->waiter.calls > 0; });
+  }));
+  for (auto& request : requests)
+    CHECK(request->waiter.calls == 1);
 }
 
 std::string describe(const Verdict& v) {
@@ -493,6 +525,193 @@ TEST_CASE("one decide is exactly one EVALSHA", "[redis][store]") {
   CHECK(command_calls(admin, "time") == kCalls);  // inside the script: no round trip
 }
 
+TEST_CASE("a batch decides exactly like the same requests sent one by one", "[redis][store]") {
+  // The requests of one loop turn go out as one EVALSHA; the script decides them in order, each
+  // all-or-nothing. A second store (another database of the same server) gets the same requests
+  // one call at a time at the same instant: verdicts, outcomes, stored states and expiries agree,
+  // and both agree with the memory store.
+  RedisServer server;
+  BlockingRedis batched_db(server.port(), {}, 0);
+  BlockingRedis single_db(server.port(), {}, 1);
+  io_context io;
+  const auto seed = GENERATE(range(1u, 9u));
+  INFO("seed " << seed);
+  std::mt19937_64 random(seed);
+  auto uniform = [&](std::int64_t low, std::int64_t high) {
+    return std::uniform_int_distribution<std::int64_t>(low, high)(random);
+  };
+  ManualClock clock(1'700'000'000'000'000 + uniform(0, 86'400'000'000));
+  MemoryStore memory(clock, 100'000);
+  const auto batched_settings = settings_for(server, &clock);
+  auto single_settings = batched_settings;
+  single_settings.redis.db = 1;
+  auto batched = connected_store(io, batched_settings);
+  auto single = connected_store(io, single_settings);
+  // Few counters, tight quotas: the requests of one batch meet each other's charges, within a
+  // request and across requests, and both outcomes are common.
+  const std::vector<Definition> definitions = {
+      {Algorithm::token_bucket, {4, 1'000'000, 6}},
+      {Algorithm::gcra, {3, 1'000'000, 2}},
+      {Algorithm::sliding_window, {5, 1'000'000, 0}},
+      {Algorithm::fixed_window, {4, 500'000, 0}},
+  };
+  int allowed = 0;
+  int limited = 0;
+  long sent_alone = 0;
+  batched_db.command({"CONFIG", "RESETSTAT"});
+  constexpr int kRounds = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    clock.advance(std::chrono::microseconds(uniform(1, 700'000)));
+    Requests together;
+    Requests alone;
+    const auto count = uniform(2, 40);
+    for (int r = 0; r < count; ++r) {
+      std::vector<LimitCheck> checks;
+      const auto n = uniform(1, 3);
+      for (int i = 0; i < n; ++i) {
+        const auto d = static_cast<std::size_t>(uniform(0, std::ssize(definitions) - 1));
+        const auto caller = static_cast<std::uint64_t>(uniform(1, 2));
+        const std::int64_t cost = uniform(0, 9) < 8 ? 1 : uniform(2, 4);
+        checks.push_back(LimitCheck{KeyDigest{d + 1, caller}, definitions[d].algorithm,
+                                    definitions[d].quota, cost});
+      }
+      const Mode mode = uniform(0, 9) == 0 ? Mode::check_only : Mode::charge_if_all_allowed;
+      together.push_back(std::make_unique<Request>(checks, mode));
+      alone.push_back(std::make_unique<Request>(checks, mode));
+    }
+    decide_together(io, *batched, together);
+    for (auto& request : alone)
+      decide_now(io, *single, request->call);
+    sent_alone += count;
+
+    INFO("round " << round << " at " << clock.now() << ", " << count << " requests");
+    for (std::size_t r = 0; r < together.size(); ++r) {
+      const Request& a = *together[r];
+      const Request& b = *alone[r];
+      std::vector<Verdict> from_memory(a.checks.size());
+      DecideCall memory_call{a.checks, from_memory, a.call.mode, Outcome::store_error, {}};
+      Waiter unused;
+      memory.decide(memory_call, unused);
+      INFO("request " << r << " with " << a.checks.size() << " checks");
+      REQUIRE(a.call.outcome != Outcome::store_error);
+      REQUIRE(a.call.outcome == b.call.outcome);
+      REQUIRE(a.call.outcome == memory_call.outcome);
+      for (std::size_t i = 0; i < a.checks.size(); ++i) {
+        INFO("check " << i << " batched: " << describe(a.verdicts[i])
+                      << "\n        alone:   " << describe(b.verdicts[i]));
+        REQUIRE(same(a.verdicts[i], b.verdicts[i]));
+        REQUIRE(same(a.verdicts[i], from_memory[i]));
+      }
+      (a.call.outcome == Outcome::allowed ? allowed : limited) += 1;
+    }
+    // Redis holds the same state under every counter, expiring at the same instant.
+    for (std::size_t d = 0; d < definitions.size(); ++d) {
+      for (std::uint64_t caller = 1; caller <= 2; ++caller) {
+        const std::string name = redis_key_name(batched_settings.key_names, {d + 1, caller});
+        INFO("counter " << d + 1 << "/" << caller);
+        const Reply in_batched = batched_db.command({"GET", name});
+        const Reply in_single = single_db.command({"GET", name});
+        REQUIRE(in_batched.type() == in_single.type());
+        CHECK(in_batched.text() == in_single.text());
+        const std::int64_t pttl_batched = batched_db.command({"PTTL", name}).integer();
+        const std::int64_t pttl_single = single_db.command({"PTTL", name}).integer();
+        CHECK(std::abs(pttl_batched - pttl_single) <= 1000);  // TTLs run in real time
+      }
+    }
+  }
+  // Each round was one EVALSHA for the batch and one per request for the store deciding alone.
+  CHECK(command_calls(batched_db, "evalsha") + command_calls(batched_db, "eval") ==
+        kRounds + sent_alone);
+  CHECK(allowed >= 10);
+  CHECK(limited >= 10);
+}
+
+TEST_CASE("the requests of one loop turn share one EVALSHA, up to the batch's cap",
+          "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto settings = settings_for(server);  // production script: Redis' TIME
+  settings.max_batch_requests = 8;
+  settings.max_batch_checks = 20;
+  auto store = connected_store(io, settings);
+  admin.command({"CONFIG", "RESETSTAT"});
+  auto requests_of = [](int count, int checks_each) {
+    Requests requests;
+    for (int r = 0; r < count; ++r) {
+      std::vector<LimitCheck> checks;
+      for (int i = 0; i < checks_each; ++i) {
+        checks.push_back(check_of({static_cast<std::uint64_t>(i + 1), 0}, Algorithm::fixed_window,
+                                  1000, 60'000'000));
+      }
+      requests.push_back(std::make_unique<Request>(checks, Mode::charge_if_all_allowed));
+    }
+    return requests;
+  };
+  auto evals = [&] { return command_calls(admin, "evalsha") + command_calls(admin, "eval"); };
+
+  Requests few = requests_of(5, 1);
+  decide_together(io, *store, few);
+  CHECK(evals() == 1);
+  CHECK(command_calls(admin, "time") == 1);  // one instant for the batch
+  for (std::size_t r = 0; r < few.size(); ++r) {
+    CHECK(few[r]->call.outcome == Outcome::allowed);
+    CHECK(few[r]->verdicts[0].remaining == 999 - static_cast<std::int64_t>(r));  // in order
+  }
+
+  admin.command({"CONFIG", "RESETSTAT"});
+  Requests many = requests_of(30, 1);  // 8 + 8 + 8 + 6
+  decide_together(io, *store, many);
+  CHECK(evals() == 4);
+  CHECK(many.back()->verdicts[0].remaining == 1000 - 5 - 30);
+
+  admin.command({"CONFIG", "RESETSTAT"});
+  Requests wide = requests_of(7, 3);  // 20 checks at most: 6 requests (18 checks), then 1
+  decide_together(io, *store, wide);
+  CHECK(evals() == 2);
+  for (auto& request : wide)
+    CHECK(request->call.outcome == Outcome::allowed);
+
+  admin.command({"CONFIG", "RESETSTAT"});
+  Requests huge = requests_of(2, 25);  // each alone is over the cap: sent alone
+  decide_together(io, *store, huge);
+  CHECK(evals() == 2);
+  CHECK(huge[1]->call.outcome == Outcome::allowed);
+}
+
+TEST_CASE("an unreadable counter fails only the requests that use it", "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto monitor = std::make_shared<RedisStoreMonitor>("test", 1);
+  const auto settings = settings_for(server);
+  auto store = connected_store(io, settings, monitor);
+  const KeyDigest good{1, 1};
+  const KeyDigest bad{2, 2};
+  const KeyDigest wrong_type{3, 3};
+  admin.command({"SET", redis_key_name(settings.key_names, bad), "not a state"});
+  admin.command({"HSET", redis_key_name(settings.key_names, wrong_type), "a", "1"});
+  const auto of = [](KeyDigest key) { return check_of(key, Algorithm::gcra, 10, 60'000'000); };
+  Requests requests;
+  requests.push_back(std::make_unique<Request>(std::vector{of(good)}, Mode::charge_if_all_allowed));
+  requests.push_back(
+      std::make_unique<Request>(std::vector{of(good), of(bad)}, Mode::charge_if_all_allowed));
+  requests.push_back(std::make_unique<Request>(std::vector{of(wrong_type), of(good)},
+                                               Mode::charge_if_all_allowed));
+  requests.push_back(std::make_unique<Request>(std::vector{of(good)}, Mode::charge_if_all_allowed));
+  decide_together(io, *store, requests);
+
+  CHECK(requests[0]->call.outcome == Outcome::allowed);
+  CHECK(requests[0]->verdicts[0].remaining == 9);
+  CHECK(requests[1]->call.outcome == Outcome::store_error);
+  CHECK(requests[2]->call.outcome == Outcome::store_error);
+  // Neither failed request charged `good`: the last one sees only the first one's charge.
+  CHECK(requests[3]->call.outcome == Outcome::allowed);
+  CHECK(requests[3]->verdicts[0].remaining == 8);
+  CHECK(monitor->failed_calls() == 2);
+  CHECK(admin.command({"GET", redis_key_name(settings.key_names, bad)}).text() == "not a state");
+}
+
 TEST_CASE("failures are store errors, never limited", "[redis][store]") {
   RedisServer server;
   BlockingRedis admin(server.port());
@@ -546,6 +765,26 @@ TEST_CASE("failures are store errors, never limited", "[redis][store]") {
     CHECK(took < 400ms);
     admin.read_reply();
   }
+  SECTION("a slow server: one deadline for the batch fails every request in it") {
+    admin.send({"DEBUG", "SLEEP", "1"});
+    std::this_thread::sleep_for(50ms);
+    Requests requests;
+    for (std::uint64_t i = 0; i < 5; ++i) {
+      requests.push_back(std::make_unique<Request>(
+          std::vector{check_of({10 + i, 1}, Algorithm::gcra, 100, 60'000'000)},
+          Mode::charge_if_all_allowed));
+    }
+    const std::uint64_t failed_before = monitor->failed_calls();
+    const auto start = SteadyClock::now();
+    decide_together(io, *store, requests);
+    const auto took = SteadyClock::now() - start;
+    for (auto& request : requests)
+      CHECK(request->call.outcome == Outcome::store_error);
+    CHECK(took >= 90ms);
+    CHECK(took < 400ms);                                  // one deadline, not one after another
+    CHECK(monitor->failed_calls() == failed_before + 5);  // counted per request
+    admin.read_reply();
+  }
   SECTION("a malformed or foreign value under a key is an error, not a verdict") {
     const std::string name = redis_key_name(settings.key_names, {1, 1});
     admin.command({"SET", name, "not a state"});
@@ -571,4 +810,33 @@ TEST_CASE("a store destroyed with a call in flight still answers its waiter", "[
   REQUIRE(run_until(io, [&] { return waiter.calls > 0; }));
   CHECK(waiter.calls == 1);
   CHECK(call.outcome == Outcome::store_error);
+}
+
+TEST_CASE("a store destroyed with a batch queued or in flight answers every waiter",
+          "[redis][store]") {
+  RedisServer server;
+  io_context io;
+  auto settings = settings_for(server);
+  settings.max_batch_requests = 3;
+  auto store = connected_store(io, settings);
+  // 3 are sent at once (a full batch, in flight), the other 2 wait for the turn's flush.
+  Requests requests;
+  for (std::uint64_t i = 0; i < 5; ++i) {
+    requests.push_back(
+        std::make_unique<Request>(std::vector{check_of({i, 1}, Algorithm::gcra, 100, 60'000'000)},
+                                  Mode::charge_if_all_allowed));
+    REQUIRE(store->decide(requests.back()->call, requests.back()->waiter) ==
+            Store::Completion::pending);
+  }
+  store.reset();
+  for (auto& request : requests)
+    CHECK(request->waiter.calls == 0);  // not from inside decide() or the destructor
+  REQUIRE(run_until(io, [&] {
+    return std::all_of(requests.begin(), requests.end(),
+                       [](const auto& request) { return request->waiter.calls > 0; });
+  }));
+  for (auto& request : requests) {
+    CHECK(request->waiter.calls == 1);
+    CHECK(request->call.outcome == Outcome::store_error);
+  }
 }

@@ -1,13 +1,19 @@
 #pragma once
-// The Redis store: every limit of a request decided by ONE Lua script, atomically and
+// The Redis store: every limit of a request decided by a Lua script, atomically and
 // all-or-nothing, so several sluice instances sharing one Redis enforce each limit exactly once.
 //
-// One RedisStore (with its own redis::Client connections) per event-loop thread: decide() sends
-// one EVALSHA and returns `pending`; the verdicts arrive through the DecideWaiter on that thread.
-// The script reads Redis' TIME, never the proxy's clock, and transcribes limit/algorithm.cpp
-// operation for operation, so it decides exactly as the memory store would for the same state
-// and instant. Any failure (not connected, deadline passed, an error reply, a reply of the wrong
-// shape) is Outcome::store_error, never "limited"; the route's on_store_error decides.
+// One RedisStore (with its own redis::Client connections) per event-loop thread. decide() queues
+// the call and returns `pending`; the first call queued in a turn of the event loop posts a flush,
+// which sends every call queued meanwhile as ONE EVALSHA (a batch, capped by max_batch_requests
+// and max_batch_checks). The script decides the batch's requests one after another in queue
+// order, each all-or-nothing on its own: exactly what the same requests sent one by one would
+// get at the same instant. The verdicts arrive through each call's DecideWaiter on that thread.
+// The script reads Redis' TIME (once per batch: its requests arrived together), never the proxy's
+// clock, and transcribes limit/algorithm.cpp operation for operation, so it decides exactly as the
+// memory store would for the same state and instant. A failure of the batch (not connected, its
+// one deadline passed, an error reply, a reply of the wrong shape) is Outcome::store_error for
+// every request in it, never "limited"; a counter whose stored value cannot be read fails only
+// the requests that use it. The route's on_store_error decides.
 //
 // Redis keys: "sluice:{limits}:<32 hex digits>" holding "v0 v1 v2" (LimitState, exact integers)
 // with an expiry just past the instant the state becomes equivalent to a fresh key. The hex is a
@@ -55,11 +61,26 @@ std::string redis_key_name(const DigestKey& names, const KeyDigest& digest);
 // builds it (RedisStoreSettings::test_clock is null there), so no caller can set Redis' clock.
 std::string redis_decide_script(bool time_from_argument = false);
 
-// Reads the script's reply into call.verdicts and call.outcome (limits from call.checks). False,
-// leaving call.outcome alone, when the reply does not have exactly the expected shape: an array
-// of 1 + 4 * checks integers {all allowed, then per check allowed, remaining, reset µs, retry µs},
-// flags 0/1 that agree with each other, no negative numbers, no retry on an allowed check.
-bool read_decide_reply(const redis::Reply& reply, DecideCall& call) noexcept;
+// The script's reply to a batch is one string of little-endian int64s, for each request in
+// order: {status, then per check: allowed, remaining, reset µs, retry µs}. Status 1: all allowed
+// (and charged, unless check-only); 0: limited, nothing charged; kRedisUnreadableState: a counter
+// of the request holds a value that is not a state (nothing charged, every other number 0).
+// (Binary both ways, the batch's arguments too: Redis and hiredis then handle one string, not an
+// element per number.)
+inline constexpr std::int64_t kRedisUnreadableState = 2;
+
+// Decodes a reply into `numbers` (reused). False, with `numbers` empty, when the reply is not a
+// string of whole int64s.
+bool decode_decide_reply(const redis::Reply& reply, std::vector<std::int64_t>& numbers);
+
+// Reads one request's part of a decoded batch reply (`numbers`: exactly its 1 + 4 * checks
+// numbers) into call.verdicts and call.outcome (limits from call.checks); an unreadable state is
+// store_error with call.error set. False, leaving call.outcome alone, when the part does not
+// have exactly the expected shape: none negative, flags 0/1 that agree with each other, no retry
+// on an allowed check, all zeros after kRedisUnreadableState.
+bool read_decide_reply(std::span<const std::int64_t> numbers, DecideCall& call) noexcept;
+// The same for the reply to a batch of one request (decodes it first).
+bool read_decide_reply(const redis::Reply& reply, DecideCall& call);
 
 // Watches the Redis stores of every thread of a process: logs the shared store going down (the
 // first failure: a lost connection, a timeout, an error reply) and coming back, once per change,
@@ -95,9 +116,13 @@ class RedisStoreMonitor {
 };
 
 struct RedisStoreSettings {
-  redis::Settings redis;     // where, AUTH/SELECT, and the per-call deadline (call_timeout)
-  unsigned connections = 1;  // of this store, i.e. per event-loop thread; calls go round-robin
+  redis::Settings redis;     // where, AUTH/SELECT, and the deadline of each batch (call_timeout)
+  unsigned connections = 1;  // of this store, i.e. per event-loop thread; batches go round-robin
   DigestKey key_names;       // redis_key_names(salt)
+  // A batch (one EVALSHA) carries at most this many requests and checks, so one script call
+  // stays short (Redis runs nothing else meanwhile); more calls in one turn make more batches.
+  unsigned max_batch_requests = 64;
+  unsigned max_batch_checks = 256;
   // Tests only: decide with the test variant of the script, at this clock's `now`. Null in
   // production, where the script reads Redis' TIME.
   const Clock* test_clock = nullptr;
@@ -110,8 +135,8 @@ class RedisStore final : public Store {
   RedisStore(net::any_io_executor executor, RedisStoreSettings settings,
              std::shared_ptr<RedisStoreMonitor> monitor = nullptr,
              std::size_t first_connection = 0);
-  // Stops the connections. A call still in flight completes as a store_error through its waiter
-  // if the executor keeps running; otherwise it is dropped with the io_context.
+  // Stops the connections. A call still queued or in flight completes as a store_error through
+  // its waiter if the executor keeps running; otherwise it is dropped with the io_context.
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -121,7 +146,9 @@ class RedisStore final : public Store {
   void stop();
 
   // On the executor's thread only. Completes `ready` only for a call with no checks (allowed) or
-  // too few verdict slots (store_error); otherwise `pending`, with exactly one EVALSHA.
+  // too few verdict slots (store_error); otherwise `pending`: queued for this turn's batch, whose
+  // one EVALSHA is sent by a posted flush (or at once when the batch is full). Never calls a
+  // waiter from inside decide().
   Completion decide(DecideCall& call, DecideWaiter& waiter) override;
 
   // True when at least one connection is up.
