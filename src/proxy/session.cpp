@@ -99,7 +99,7 @@ class InputBuffer {
       next *= 2;
     next = std::max(std::min(next, limit), capacity_);
     auto grown = std::make_unique<char[]>(next);
-    std::memcpy(grown.get(), storage_.get(), end_);
+    if (end_ > 0) std::memcpy(grown.get(), storage_.get(), end_);  // storage_ may still be null
     storage_ = std::move(grown);
     capacity_ = next;
     return room();
