@@ -812,6 +812,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   }
 
   void finish_exchange(bool keep_alive) {
+    // Nothing unread from this client: closing cannot provoke a reset, so there is no need to
+    // linger (most "Connection: close" exchanges; this is nginx's lingering_close heuristic too).
+    const bool nothing_unread = request_complete() && input_.empty();
     if (relay_buffer_) worker_.relay_buffers.give_back(std::move(relay_buffer_));
     ++requests_served_;
     reported_ = kNoReport;
@@ -825,7 +828,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     body_streamed_ = false;
     request_.framing = http1::Framing::none;
     body_left_ = 0;
-    if (!keep_alive) return close();
+    if (!keep_alive) return nothing_unread ? finish() : close();
     wait_for_request();
   }
 
