@@ -34,9 +34,10 @@ tcp::endpoint Listener::local_endpoint() const {
 }
 
 void Listener::accept() {
-  acceptor_.async_accept([self = shared_from_this()](boost::system::error_code ec, Socket socket) {
-    self->on_accept(ec, std::move(socket));
-  });
+  acceptor_.async_accept(peer_,
+                         [self = shared_from_this()](boost::system::error_code ec, Socket socket) {
+                           self->on_accept(ec, std::move(socket));
+                         });
 }
 
 void Listener::on_accept(boost::system::error_code ec, Socket socket) {
@@ -45,7 +46,7 @@ void Listener::on_accept(boost::system::error_code ec, Socket socket) {
     // Out of descriptors or a connection reset before accept: keep serving the others.
     spdlog::warn("accept failed: {}", ec.message());
   } else if (worker_.connections.try_enter()) {
-    start_session(std::move(socket), worker_);
+    start_session(std::move(socket), peer_, worker_);
   } else {
     turn_away(socket);
   }

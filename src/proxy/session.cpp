@@ -153,11 +153,9 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   ~Session() { gate_.leave(); }
 
-  void start() {
+  void start(const tcp::endpoint& peer) {
     error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
-    const auto peer = client_.remote_endpoint(ec);
-    if (ec) return;  // the client left before we looked
     peer_ = to_ip(peer.address());
     std::array<char, 46> text;
     peer_text_.assign(text.data(), peer_.format(std::span<char, 46>(text)));
@@ -939,8 +937,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
 }  // namespace
 
-void start_session(Socket socket, Worker& worker) {
-  std::make_shared<Session>(std::move(socket), worker)->start();
+void start_session(Socket socket, const tcp::endpoint& peer, Worker& worker) {
+  std::make_shared<Session>(std::move(socket), worker)->start(peer);
 }
 
 }  // namespace sluice::proxy

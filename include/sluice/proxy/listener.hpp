@@ -26,6 +26,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
   Acceptor acceptor_;
   Worker& worker_;
+  tcp::endpoint peer_;               // filled by each accept: saves a getpeername per connection
   std::string overloaded_response_;  // rendered once: sent to connections past max_connections
 };
 

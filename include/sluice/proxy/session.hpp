@@ -88,6 +88,6 @@ struct Worker {
 
 // Serves one accepted client connection until it closes. The caller has entered
 // worker.connections for it; the session leaves it when it ends.
-void start_session(Socket socket, Worker& worker);
+void start_session(Socket socket, const tcp::endpoint& peer, Worker& worker);
 
 }  // namespace sluice::proxy
