@@ -644,7 +644,13 @@ std::uint64_t resident_kib(pid_t pid) {
 TEST_CASE("connection flood: 2000 idle connections cost little memory and block nobody",
           "[hostile][flood]") {
   constexpr std::size_t kConnections = 2000;
+  // Measured +4.9 MiB in Release. ThreadSanitizer's shadow and per-descriptor state add about
+  // 36 KiB per connection whatever sluice does (ASan stays under 40 MiB).
+#ifdef SLUICE_SANITIZED
+  constexpr std::uint64_t kBoundKib = 128 * 1024;
+#else
   constexpr std::uint64_t kBoundKib = 40 * 1024;
+#endif
   // This process and sluice (which inherits the limit) each need a descriptor per connection.
   rlimit files{};
   REQUIRE(::getrlimit(RLIMIT_NOFILE, &files) == 0);
