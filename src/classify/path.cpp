@@ -139,8 +139,7 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
   return PathError::none;
 }
 
-std::string_view routing_path(std::string_view normalized, std::string& scratch,
-                              std::string& out) {
+std::string_view routing_path(std::string_view normalized, std::string& scratch, std::string& out) {
   static constexpr std::string_view kEncodedSlash = "%2F";
   if (normalized.find(kEncodedSlash) == std::string_view::npos) return normalized;
   scratch.clear();

@@ -26,9 +26,9 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
 // The path routes are matched and keys built on: `normalized` with every "%2F" read as a '/' and
 // normalised again ("/api%2Flogin" → "/api/login", "/a/x%2F..%2Flogin" → "/a/login"). The upstream
 // still receives the encoded form; matching on the decoded one means a route's limits hold whether
-// the upstream splits on "%2F" (WSGI, older Go) or not (Express, which then answers 404 to a request
-// sluice charged: an over-count, never a bypass). Returns `normalized` itself when it has no "%2F",
-// so the common case costs one search; otherwise the result lives in `out`.
+// the upstream splits on "%2F" (WSGI, older Go) or not (Express, which then answers 404 to a
+// request sluice charged: an over-count, never a bypass). Returns `normalized` itself when it has
+// no "%2F", so the common case costs one search; otherwise the result lives in `out`.
 std::string_view routing_path(std::string_view normalized, std::string& scratch, std::string& out);
 
 // Walks the segments of a normalised path the way routes see them: each segment's matrix
