@@ -567,7 +567,10 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
     const auto count = uniform(2, 40);
     for (int r = 0; r < count; ++r) {
       std::vector<LimitCheck> checks;
-      const auto n = uniform(1, 3);
+      // A third repeat the request before, as a flooding client does (sent as "the same again").
+      const bool repeat = r > 0 && uniform(0, 2) == 0;
+      if (repeat) checks = together.back()->checks;
+      const auto n = repeat ? 0 : uniform(1, 3);
       for (int i = 0; i < n; ++i) {
         const auto d = static_cast<std::size_t>(uniform(0, std::ssize(definitions) - 1));
         const auto caller = static_cast<std::uint64_t>(uniform(1, 2));
@@ -679,6 +682,37 @@ TEST_CASE("the requests of one loop turn share one EVALSHA, up to the batch's ca
   CHECK(huge[1]->call.outcome == Outcome::allowed);
 }
 
+TEST_CASE("calls decided while a batch is out wait for it and go as one batch", "[redis][store]") {
+  // Under load a batch then holds a round trip's requests rather than one loop turn's.
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto settings = settings_for(server);
+  settings.redis.call_timeout = 5s;
+  auto store = connected_store(io, settings);
+  admin.command({"CONFIG", "RESETSTAT"});
+  admin.command({"CLIENT", "PAUSE", "300", "ALL"});  // the first batch stays out a while
+  Requests requests;
+  for (int r = 0; r < 4; ++r) {
+    requests.push_back(std::make_unique<Request>(
+        std::vector{check_of({1, 1}, Algorithm::fixed_window, 1000, 60'000'000)},
+        Mode::charge_if_all_allowed));
+  }
+  // One request per loop turn: the first goes out alone, the next three queue behind it.
+  for (auto& request : requests) {
+    REQUIRE(store->decide(request->call, request->waiter) == Store::Completion::pending);
+    io.poll();
+  }
+  REQUIRE(run_until(io, [&] { return requests.back()->waiter.calls > 0; }));
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    INFO("request " << r);
+    CHECK(requests[r]->waiter.calls == 1);
+    CHECK(requests[r]->call.outcome == Outcome::allowed);
+    CHECK(requests[r]->verdicts[0].remaining == 999 - static_cast<std::int64_t>(r));
+  }
+  CHECK(command_calls(admin, "evalsha") + command_calls(admin, "eval") == 2);
+}
+
 TEST_CASE("an unreadable counter fails only the requests that use it", "[redis][store]") {
   RedisServer server;
   BlockingRedis admin(server.port());
@@ -784,6 +818,30 @@ TEST_CASE("failures are store errors, never limited", "[redis][store]") {
     CHECK(took < 400ms);                                  // one deadline, not one after another
     CHECK(monitor->failed_calls() == failed_before + 5);  // counted per request
     admin.read_reply();
+  }
+  SECTION("a slow server: calls queued behind a batch that times out fail with it") {
+    admin.command({"CONFIG", "RESETSTAT"});
+    admin.send({"DEBUG", "SLEEP", "1"});
+    std::this_thread::sleep_for(50ms);
+    Requests requests;
+    for (std::uint64_t i = 0; i < 2; ++i) {
+      requests.push_back(std::make_unique<Request>(
+          std::vector{check_of({20 + i, 1}, Algorithm::gcra, 100, 60'000'000)},
+          Mode::charge_if_all_allowed));
+    }
+    const auto start = SteadyClock::now();
+    REQUIRE(store->decide(requests[0]->call, requests[0]->waiter) == Store::Completion::pending);
+    io.poll();  // the first goes out...
+    REQUIRE(store->decide(requests[1]->call, requests[1]->waiter) == Store::Completion::pending);
+    REQUIRE(run_until(io, [&] { return requests[1]->waiter.calls > 0; }));
+    const auto took = SteadyClock::now() - start;
+    for (auto& request : requests) {
+      CHECK(request->call.outcome == Outcome::store_error);
+      CHECK(request->call.error == "redis store call timed out");
+    }
+    CHECK(took < 400ms);  // the first one's deadline, not a second one after it
+    admin.read_reply();
+    CHECK(command_calls(admin, "evalsha") == 1);  // ...the second never did
   }
   SECTION("a malformed or foreign value under a key is an error, not a verdict") {
     const std::string name = redis_key_name(settings.key_names, {1, 1});

@@ -5,15 +5,20 @@
 // One RedisStore (with its own redis::Client connections) per event-loop thread. decide() queues
 // the call and returns `pending`; the first call queued in a turn of the event loop posts a flush,
 // which sends every call queued meanwhile as ONE EVALSHA (a batch, capped by max_batch_requests
-// and max_batch_checks). The script decides the batch's requests one after another in queue
-// order, each all-or-nothing on its own: exactly what the same requests sent one by one would
-// get at the same instant. The verdicts arrive through each call's DecideWaiter on that thread.
-// The script reads Redis' TIME (once per batch: its requests arrived together), never the proxy's
-// clock, and transcribes limit/algorithm.cpp operation for operation, so it decides exactly as the
-// memory store would for the same state and instant. A failure of the batch (not connected, its
-// one deadline passed, an error reply, a reply of the wrong shape) is Outcome::store_error for
-// every request in it, never "limited"; a counter whose stored value cannot be read fails only
-// the requests that use it. The route's on_store_error decides.
+// and max_batch_checks). While every connection has a batch out, the queue waits for the first
+// to come back (a full one goes at once), so under load a batch gathers one round trip's
+// requests; a batch that times out fails the calls that waited behind it. The script decides the
+// batch's requests one after another in queue order, each all-or-nothing on its own: exactly what
+// the same requests sent one by one would get at the same instant. A request whose checks are
+// those of the request before it is sent as "the same again", and when that one changed nothing
+// (it was limited) gets its reply copied: a flood from one client costs Redis little. The verdicts
+// arrive through each call's DecideWaiter on that thread. The script reads Redis' TIME (once per
+// batch: its requests arrived together), never the proxy's clock, and transcribes
+// limit/algorithm.cpp operation for operation, so it decides exactly as the memory store would for
+// the same state and instant. A failure of the batch (not connected, its one deadline passed, an
+// error reply, a reply of the wrong shape) is Outcome::store_error for every request in it, never
+// "limited"; a counter whose stored value cannot be read fails only the requests that use it. The
+// route's on_store_error decides.
 //
 // Redis keys: "sluice:{limits}:<32 hex digits>" holding "v0 v1 v2" (LimitState, exact integers)
 // with an expiry just past the instant the state becomes equivalent to a fresh key. The hex is a
