@@ -1,11 +1,13 @@
 // Rate limiting as a client sees it through the real binary: the 429 contract byte for byte, the
 // quota headers on allowed responses, path normalisation and spoofed X-Forwarded-For.
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -339,3 +341,54 @@ TEST_CASE("a client cannot pick its own limit key with X-Forwarded-For",
 }
 
 }  // namespace
+
+TEST_CASE("threads: 2 share one memory store: 300 requests from 30 connections admit exactly 50",
+          "[rate_limit][threads]") {
+  // Each thread has its own listener (SO_REUSEPORT), so the kernel spreads the connections over
+  // both event loops; the one memory store must still count every request once. Under
+  // ThreadSanitizer (make test-tsan) this is the test of the threads sharing the store.
+  std::string head = config_head();
+  const auto at = head.find("threads: 1");
+  REQUIRE(at != std::string::npos);
+  head.replace(at, 10, "threads: 2");
+  ProxyStack stack(head + R"(identities:
+  api_key: { header: X-API-Key }
+routes:
+  - name: shared
+    match: { path: /shared }
+    upstream: api
+    limits:
+      - { name: per-key, key: [api_key], algorithm: fixed_window, limit: 50, window: 10m }
+)");
+  constexpr int kConnections = 30;
+  constexpr int kPerConnection = 10;
+  std::atomic<int> admitted{0};
+  std::atomic<int> rejected{0};
+  std::atomic<int> other{0};
+  std::atomic<int> ready{0};
+  const std::string request = make_request("GET", "/shared", {{"X-API-Key", "k-shared"}});
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kConnections; ++c) {
+    clients.emplace_back([&] {
+      try {
+        HttpClient client(stack.port(), std::chrono::seconds(10));
+        ready.fetch_add(1);
+        while (ready.load() < kConnections)
+          std::this_thread::yield();
+        for (int i = 0; i < kPerConnection; ++i) {
+          const int status = client.request(request).status;
+          (status == 200 ? admitted : status == 429 ? rejected : other).fetch_add(1);
+        }
+      } catch (const std::exception&) {
+        other.fetch_add(kPerConnection);
+      }
+    });
+  }
+  for (auto& client : clients)
+    client.join();
+  INFO(stack.log_tail());
+  CHECK(admitted == 50);
+  CHECK(rejected == 250);
+  CHECK(other == 0);
+  CHECK(upstream_stats(stack.upstream_port()).at("requests") == 50);
+}
