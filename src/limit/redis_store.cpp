@@ -183,7 +183,7 @@ local size, nkeys = #batch, #KEYS
 local fresh = {0, 0, 0}
 local unreadable = {}
 local committed = {}  -- key -> state, or `unreadable`
-local ttls = {}       -- key -> its TTL in ms after the last charge (<= 0: delete it)
+local expiry = {}     -- key -> when its state after the last charge is as good as fresh
 local written, nwritten = {}, 0
 local function stored(key)
   local s = committed[key]
@@ -202,6 +202,35 @@ local function stored(key)
   return s
 end
 
+-- Every algorithm through one door: allowed, remaining, reset, retry_after, next v0, v1, v2,
+-- expires_at.
+local function decide_check(s, alg, L, W, B, c)
+  if L <= 0 or W <= 0 then
+    -- reject_unusable: admits nothing, touches nothing
+    local hint = 1000000
+    if W > 0 then hint = W end
+    return false, 0, 0, hint, s[1], s[2], s[3], now
+  elseif alg == 1 then
+    return token_bucket(s, now, L, W, B, c)
+  elseif alg == 2 then
+    return gcra(s, now, L, W, B, c)
+  elseif alg == 3 then
+    return sliding_window(s, now, L, W, c)
+  end
+  return fixed_window(s, now, L, W, c)
+end
+
+-- A charge: the key's state for the requests after, and its expiry for the write at the end.
+local function commit(key, state, expires)
+  if not expiry[key] then
+    nwritten = nwritten + 1
+    written[nwritten] = key
+  end
+  expiry[key] = expires
+  if expires <= now then committed[key] = fresh else committed[key] = state end
+end
+
+local zeros = string.rep('\0', 32)
 local tentative = {}  -- key -> its state after the earlier checks of the same request
 local seen = {}       -- key -> the last request that has it in `tentative`
 local last = {}       -- key -> the index of its last check in the current request
@@ -241,63 +270,63 @@ for r = 1, requests do
         ckey[i], calg[i] = key, alg
       end
     end
-    local first, head = k + 1, np + 1
-    np = head
+    local head = np + 1
     local status = 1
-    for i = 1, n do
-      local key, alg, L, W, B, c = ckey[i], calg[i], cL[i], cW[i], cB[i], cc[i]
-      k = k + 1
-      local s
-      if status ~= 2 then
-        if seen[key] == r then s = tentative[key] else s = stored(key) end
-        if s == unreadable then status = 2 end
-      end
-      if status ~= 2 then
-        local allowed, remaining, reset, retry, n0, n1, n2, expires
-        if L <= 0 or W <= 0 then
-          -- reject_unusable: admits nothing, touches nothing
-          local hint = 1000000
-          if W > 0 then hint = W end
-          allowed, remaining, reset, retry, n0, n1, n2, expires =
-            false, 0, 0, hint, s[1], s[2], s[3], now
-        elseif alg == 1 then
-          allowed, remaining, reset, retry, n0, n1, n2, expires = token_bucket(s, now, L, W, B, c)
-        elseif alg == 2 then
-          allowed, remaining, reset, retry, n0, n1, n2, expires = gcra(s, now, L, W, B, c)
-        elseif alg == 3 then
-          allowed, remaining, reset, retry, n0, n1, n2, expires = sliding_window(s, now, L, W, c)
-        else
-          allowed, remaining, reset, retry, n0, n1, n2, expires = fixed_window(s, now, L, W, c)
-        end
-        -- A later check of the same key sees this state, charged or not, as the memory store
-        -- does. A rejected check leaves the state as it was (every algorithm): no new table.
-        local state = s
-        if allowed then state = {n0, n1, n2} end
-        tentative[key], seen[key] = state, r
-        nexts[k], expiries[k], keyof[k], last[key] = state, expires, key, k
-        local flag = 1
-        if not allowed then flag, status = 0, 0 end
-        np = np + 1
-        parts[np] = pack('<i8i8i8i8', flag, remaining, reset, retry)
-      end
-    end
-    if status == 2 then
+    if n == 1 then
+      -- One check, the common case: no other check of the request sees its state, so it needs
+      -- none of the bookkeeping below (same result, a third fewer Lua instructions).
+      local key = ckey[1]
+      local s = stored(key)
       np = head
-      parts[head] = pack('<i8', 2) .. string.rep('\0', 32 * n)
+      if s == unreadable then
+        status = 2
+        parts[np] = pack('<i8', 2) .. zeros
+      else
+        local allowed, remaining, reset, retry, n0, n1, n2, expires =
+          decide_check(s, calg[1], cL[1], cW[1], cB[1], cc[1])
+        local flag = 1
+        if not allowed then
+          flag, status = 0, 0
+        elseif mode == 1 then
+          commit(key, {n0, n1, n2}, expires)
+        end
+        parts[np] = pack('<i8i8i8i8i8', status, flag, remaining, reset, retry)
+      end
     else
-      parts[head] = pack('<i8', status)
-      if status == 1 and mode == 1 then
-        for i = first, k do
-          local key = keyof[i]
-          if last[key] == i then
-            -- Kept until just past the instant the state is equivalent to a fresh key, no longer.
-            local ttl = ceil((expiries[i] - now) / 1000)
-            if not ttls[key] then
-              nwritten = nwritten + 1
-              written[nwritten] = key
-            end
-            ttls[key] = ttl
-            if ttl <= 0 then committed[key] = fresh else committed[key] = nexts[i] end
+      local first = k + 1
+      np = head
+      for i = 1, n do
+        local key = ckey[i]
+        k = k + 1
+        local s
+        if status ~= 2 then
+          if seen[key] == r then s = tentative[key] else s = stored(key) end
+          if s == unreadable then status = 2 end
+        end
+        if status ~= 2 then
+          local allowed, remaining, reset, retry, n0, n1, n2, expires =
+            decide_check(s, calg[i], cL[i], cW[i], cB[i], cc[i])
+          -- A later check of the same key sees this state, charged or not, as the memory store
+          -- does. A rejected check leaves the state as it was (every algorithm): no new table.
+          local state = s
+          if allowed then state = {n0, n1, n2} end
+          tentative[key], seen[key] = state, r
+          nexts[k], expiries[k], keyof[k], last[key] = state, expires, key, k
+          local flag = 1
+          if not allowed then flag, status = 0, 0 end
+          np = np + 1
+          parts[np] = pack('<i8i8i8i8', flag, remaining, reset, retry)
+        end
+      end
+      if status == 2 then
+        np = head
+        parts[head] = pack('<i8', 2) .. string.rep(zeros, n)
+      else
+        parts[head] = pack('<i8', status)
+        if status == 1 and mode == 1 then
+          for i = first, k do
+            local key = keyof[i]
+            if last[key] == i then commit(key, nexts[i], expiries[i]) end
           end
         end
       end
@@ -308,7 +337,8 @@ end
 if pos ~= size + 1 then return redis.error_reply(wrong) end
 for w = 1, nwritten do
   local key = written[w]
-  local ttl = ttls[key]
+  -- Kept until just past the instant the state is equivalent to a fresh key, never longer.
+  local ttl = ceil((expiry[key] - now) / 1000)
   if ttl <= 0 then
     redis.call('DEL', KEYS[key])
   else
