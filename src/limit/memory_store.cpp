@@ -6,6 +6,7 @@
 // A node-based std::unordered_map would add a heap node and a bucket pointer per key.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <limits>
 #include <mutex>
 #include <vector>
@@ -36,6 +37,37 @@ std::uint64_t mix(const KeyDigest& d) noexcept {
 
 }  // namespace
 
+// A shard's lock. decide() holds it for a few hundred nanoseconds, and glibc's mutex puts a
+// waiter to sleep in the kernel the moment it finds the lock taken (a futex round trip for a wait
+// shorter than the syscall). This one spins on a plain read first (test-and-test-and-set, so
+// waiters do not keep stealing the line from the holder with writes), then sleeps on the atomic
+// (C++20 wait/notify: a futex, only when someone waits). Two threads deciding on one hot key
+// reached 0.49-0.57x of one thread's rate with std::mutex, 0.73-0.79x with this
+// (sluice_bench_store, four alternating runs each).
+class ShardMutex {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      for (int spin = 0; spin < 100 && locked_.load(std::memory_order_relaxed); ++spin)
+        pause();
+      locked_.wait(true, std::memory_order_relaxed);
+    }
+  }
+  void unlock() noexcept {
+    locked_.store(false, std::memory_order_release);
+    locked_.notify_one();
+  }
+
+ private:
+  static void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  std::atomic<bool> locked_{false};
+};
+
 struct alignas(64) MemoryStore::Shard {
   struct Entry {
     KeyDigest key;
@@ -46,7 +78,7 @@ struct alignas(64) MemoryStore::Shard {
   };
   static_assert(sizeof(Entry) == 56, "memory per key is a design target");
 
-  std::mutex mutex;
+  ShardMutex mutex;
   std::size_t capacity = 0;  // this shard's share of max_keys
   std::size_t live = 0;
   std::vector<Entry> entries;

@@ -15,7 +15,7 @@ struct MemoryStoreStats {
   std::uint64_t expired = 0;    // keys reclaimed because their state had expired
 };
 
-// The in-process store: sharded by key digest, each shard behind its own mutex, bounded by
+// The in-process store: sharded by key digest, each shard behind its own lock, bounded by
 // max_keys. All checks of one call are decided under the locks of the shards they touch, taken in
 // shard order, so a request's limits are atomic even when they live in different shards.
 //
