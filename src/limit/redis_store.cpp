@@ -231,13 +231,15 @@ local function commit(key, state, expires)
 end
 
 local zeros = string.rep('\0', 32)
-local tentative = {}  -- key -> its state after the earlier checks of the same request
-local seen = {}       -- key -> the last request that has it in `tentative`
-local last = {}       -- key -> the index of its last check in the current request
-local nexts, expiries, keyof = {}, {}, {}
--- The checks of the latest request that listed its own (a repeat reuses them).
-local ckey, calg, cL, cW, cB, cc = {}, {}, {}, {}, {}, {}
-local n = 0
+-- For requests of several checks only, made at the first one (every table a call makes costs
+-- Redis an allocation and garbage collection, and most requests have one check):
+-- tentative: key -> its state after the earlier checks of the same request; seen: key -> the
+-- last request that has it in `tentative`; last: key -> the index of its last check in the
+-- current request; nexts, expiries, keyof: per check of the batch.
+local tentative, seen, last, nexts, expiries, keyof
+-- The checks of the latest request that listed its own (a repeat reuses them): six numbers each,
+-- key, algorithm, limit, window, capacity, cost, from checks[6 * (i - 1) + 1].
+local checks, n = {}, 0
 -- The reply of the request before, in parts[from..to], its status, and whether it left every
 -- state as it found it (limited, unreadable, or check-only): then a repeat of it gets the very
 -- same verdicts, and the same reply unless the repeat is to charge what the other only checked.
@@ -260,14 +262,15 @@ for r = 1, requests do
   else
     if listed > 0 then
       n = listed
-      for i = 1, n do
+      for i = 1, 6 * n, 6 do
         local key, alg
-        key, alg, cL[i], cW[i], cB[i], cc[i], pos = unpack('<i8i8i8i8i8i8', batch, pos)
+        key, alg, checks[i + 2], checks[i + 3], checks[i + 4], checks[i + 5], pos =
+          unpack('<i8i8i8i8i8i8', batch, pos)
         if key < 1 or key > nkeys then return redis.error_reply(wrong) end
         if alg ~= 1 and alg ~= 2 and alg ~= 3 and alg ~= 4 then
           return redis.error_reply('ERR sluice: unknown algorithm')
         end
-        ckey[i], calg[i] = key, alg
+        checks[i], checks[i + 1] = key, alg
       end
     end
     local head = np + 1
@@ -275,7 +278,7 @@ for r = 1, requests do
     if n == 1 then
       -- One check, the common case: no other check of the request sees its state, so it needs
       -- none of the bookkeeping below (same result, a third fewer Lua instructions).
-      local key = ckey[1]
+      local key = checks[1]
       local s = stored(key)
       np = head
       if s == unreadable then
@@ -283,7 +286,7 @@ for r = 1, requests do
         parts[np] = pack('<i8', 2) .. zeros
       else
         local allowed, remaining, reset, retry, n0, n1, n2, expires =
-          decide_check(s, calg[1], cL[1], cW[1], cB[1], cc[1])
+          decide_check(s, checks[2], checks[3], checks[4], checks[5], checks[6])
         local flag = 1
         if not allowed then
           flag, status = 0, 0
@@ -293,10 +296,13 @@ for r = 1, requests do
         parts[np] = pack('<i8i8i8i8i8', status, flag, remaining, reset, retry)
       end
     else
+      if not tentative then
+        tentative, seen, last, nexts, expiries, keyof = {}, {}, {}, {}, {}, {}
+      end
       local first = k + 1
       np = head
-      for i = 1, n do
-        local key = ckey[i]
+      for i = 1, 6 * n, 6 do
+        local key = checks[i]
         k = k + 1
         local s
         if status ~= 2 then
@@ -305,7 +311,8 @@ for r = 1, requests do
         end
         if status ~= 2 then
           local allowed, remaining, reset, retry, n0, n1, n2, expires =
-            decide_check(s, calg[i], cL[i], cW[i], cB[i], cc[i])
+            decide_check(s, checks[i + 1], checks[i + 2], checks[i + 3], checks[i + 4],
+                         checks[i + 5])
           -- A later check of the same key sees this state, charged or not, as the memory store
           -- does. A rejected check leaves the state as it was (every algorithm): no new table.
           local state = s
