@@ -239,14 +239,28 @@ wrk.headers["X-API-Key"] = "polite"
 function delay() return 10 end
 LUA
 
+# CPU time (user + system, in clock ticks) a server has used: the process, its threads and its
+# children (nginx's worker).
+cpu_ticks() {
+  local pid=$1 p total=0
+  for p in "$pid" $(pgrep -P "$pid" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+ticks_per_second=$(getconf CLK_TCK)
+
 drive_prefix=()  # a command wrk runs under (chrt for the paced client)
-# drive TARGET PATH LUA CPUS THREADS CONNS [wrk args...] : prints "rps p99_us non2xx errors requests"
+# drive TARGET PATH LUA CPUS THREADS CONNS [wrk args...] : prints
+# "rps p99_us non2xx errors requests cpu_us_per_request_x10" (the target server's own CPU time)
 drive() {
-  local target=$1 path=$2 lua=$3 cpus=$4 threads=$5 c=$6 out
+  local target=$1 path=$2 lua=$3 cpus=$4 threads=$5 c=$6 out ticks_before ticks_after
   shift 6
+  ticks_before=$(cpu_ticks "${pid_of[$target]}")
   out=$(timeout $((secs + 20)) "${drive_prefix[@]}" taskset -c "$cpus" wrk -t"$threads" -c"$c" -d"${secs}s" --latency \
     -s "$run/$lua.lua" "$@" "http://127.0.0.1:${port_of[$target]}$path" 2>&1 || true)
-  awk '
+  ticks_after=$(cpu_ticks "${pid_of[$target]}")
+  awk -v ticks=$((ticks_after - ticks_before)) -v hz="$ticks_per_second" '
     function us(v) {
       if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6
       return v * 1e6
@@ -256,20 +270,23 @@ drive() {
     /requests in/ {requests = $1}
     /Non-2xx or 3xx/ {non2xx = $NF}
     /Socket errors/ {gsub(/,/, ""); errors = $4 + $6 + $8 + $10}
-    END {printf "%d %d %d %d %d\n", rps, p99, non2xx, errors, requests}' <<<"$out"
+    END {
+      cpu = requests > 0 ? ticks * 1e7 / hz / requests : 0
+      printf "%d %d %d %d %d %d\n", rps, p99, non2xx, errors, requests, cpu
+    }' <<<"$out"
 }
 
 declare -A results  # "scenario|target" -> "rps/p99/non2xx/errors ..." one entry per round
-record() {  # record SCENARIO TARGET "rps p99 non2xx errors requests"
-  local rps p99 non2xx errors requests
-  read -r rps p99 non2xx errors requests <<<"$3"
-  results[$1|$2]+="$rps/$p99/$non2xx/$errors "
+record() {  # record SCENARIO TARGET "rps p99 non2xx errors requests cpu_x10"
+  local rps p99 non2xx errors requests cpu
+  read -r rps p99 non2xx errors requests cpu <<<"$3"
+  results[$1|$2]+="$rps/$p99/$non2xx/$errors/$cpu "
   printf '  %-22s %-13s %8d rps  p99 %8s  non-2xx %d  errors %d\n' "$1" "$2" "$rps" \
     "$(fmt_us "$p99")" "$non2xx" "$errors" >&2
 }
 fmt_us() { awk -v u="$1" 'BEGIN {if (u >= 1000) printf "%.2fms", u / 1000; else printf "%dus", u}'; }
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
-field() {  # field SCENARIO TARGET INDEX(1 rps, 2 p99, 3 non2xx, 4 errors) -> median over rounds
+field() {  # field SCENARIO TARGET INDEX(1 rps, 2 p99, 3 non2xx, 4 errors, 5 cpu) -> median over rounds
   local v
   for v in ${results[$1|$2]:-}; do echo "$v" | cut -d/ -f"$3"; done | median
 }
@@ -329,7 +346,7 @@ scenario_round() {
           if [[ $t == sluice_redis ]]; then redis_commands >"$run/redis-before"; cpu_before=$(redis_cpu); fi
           line=$(drive "$t" "/$path/x" onekey "$client_cpus" 1 "$conns")
           record "redis-$path" "$t" "$line"
-          requests=${line##* }
+          read -r _ _ _ _ requests _ <<<"$line"
           if [[ $t == sluice_redis ]] && ((requests > 0)); then
             awk -v p="$path" -v a="$cpu_before" -v b="$(redis_cpu)" -v n="$requests" \
               'BEGIN {printf "%s %.2f\n", p, (b - a) * 1e6 / n}' >>"$run/redis-cpu"
@@ -426,6 +443,23 @@ for path in tight limited; do
   printf '%-18s threads 2/1        rps %5sx\n' "threads-$path" \
     "$(round_ratio 1 "threads-$path" sluice_t2 "threads-$path" sluice)"
 done
+echo
+echo "CPU time per request of the server process itself (user + system, median over rounds; the"
+echo "rps above is what the whole server core allows, this is what each request costs the proxy)"
+for scen in allowed keys rejected close; do
+  has "$scen" sluice || continue
+  line=$(printf '%-18s' "$scen")
+  best=""
+  for t in direct nginx haproxy sluice; do
+    has "$scen" "$t" || continue
+    cpu=$(field "$scen" "$t" 5)
+    line+=$(awk -v t="$t" -v c="$cpu" 'BEGIN {printf " %s %.1f us", t, c / 10}')
+    if [[ $t == nginx || $t == haproxy ]] && { [[ -z $best ]] || ((cpu < best)); }; then best=$cpu; fi
+  done
+  echo "$line   sluice/leaner peer $(ratio "$(field "$scen" sluice 5)" "${best:-0}")x (lower is better)"
+done
+
+echo
 for t in nginx haproxy sluice; do
   has isolation-flood "$t" || continue
   printf '%-18s %-8s polite rps %5sx   polite p99 %5sx (under flood / alone)\n' isolation "$t" \
