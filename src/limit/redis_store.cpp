@@ -719,7 +719,7 @@ struct RedisStore::Impl {
     for (const Queued& queued : batch.calls) {
       const DecideCall& call = *queued.call;
       put(call.mode == Mode::check_only ? 0 : 1);
-      if (previous != nullptr && same_checks(previous->checks, call.checks)) {
+      if (previous != nullptr && std::ranges::equal(previous->checks, call.checks)) {
         put(0);  // "the checks of the request before": what a flood from one client looks like
         continue;
       }
@@ -752,15 +752,6 @@ struct RedisStore::Impl {
     ++s.awaiting[batch.client];
     clients[batch.client]->eval(scripts[batch.client], keys, std::span(args.data(), arg_count),
                                 batch);
-  }
-
-  static bool same_checks(std::span<const LimitCheck> a, std::span<const LimitCheck> b) noexcept {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                      [](const LimitCheck& x, const LimitCheck& y) {
-                        return x.key == y.key && x.algorithm == y.algorithm &&
-                               x.quota.limit == y.quota.limit && x.quota.window == y.quota.window &&
-                               x.quota.burst == y.quota.burst && x.cost == y.cost;
-                      });
   }
 
   void put(std::int64_t value) {
@@ -845,7 +836,10 @@ struct RedisStore::Impl {
     if (count == 1) return 0;
     for (std::size_t tried = 0; tried < count; ++tried) {
       const std::size_t i = (next_client + tried) % count;
-      if (idle_and_up(i)) return next_client = i + 1, i;
+      if (idle_and_up(i)) {
+        next_client = i + 1;
+        return i;
+      }
     }
     for (std::size_t tried = 0; tried < count; ++tried) {
       const std::size_t i = next_client++ % count;

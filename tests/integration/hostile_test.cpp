@@ -2,29 +2,23 @@
 // smuggling), oversized heads, path tricks around a limited route, spoofed client addresses, slow
 // and numerous connections. Requests are raw bytes, each on its own connection to a fresh sluice
 // in front of a fresh test upstream, whose /stats tells what got through.
-#include <arpa/inet.h>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <optional>
-#include <poll.h>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <system_error>
-#include <unistd.h>
+#include <sys/types.h>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/raw_connection.hpp"
 
 namespace {
 
@@ -32,90 +26,6 @@ using namespace sluice::test;
 using namespace std::chrono_literals;
 using namespace std::string_view_literals;
 using Clock = std::chrono::steady_clock;
-
-// ---- a raw connection that tolerates being cut off -------------------------------------------
-
-// What sluice sent back on one connection.
-struct Received {
-  std::string bytes;
-  bool closed = false;  // sluice closed (FIN or reset) before the deadline
-};
-
-// Unlike HttpClient, it keeps going when sluice closes mid-send (often the right answer to a
-// hostile request), and tells "closed without a word" from "answered".
-class RawConnection {
- public:
-  explicit RawConnection(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
-    timeval send_timeout{3, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-      const int error = errno;
-      ::close(fd_);
-      throw std::system_error(error, std::generic_category(), "connect");
-    }
-  }
-  ~RawConnection() { ::close(fd_); }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-
-  // Sends as much as sluice takes; false when it stopped taking (closed, reset, send timeout).
-  bool send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (sent < 0 && errno == EINTR) continue;
-      if (sent <= 0) return false;
-      bytes.remove_prefix(static_cast<std::size_t>(sent));
-    }
-    return true;
-  }
-
-  // True when bytes (or the end of the stream) can be read within `wait`.
-  bool readable(std::chrono::milliseconds wait) {
-    pollfd poll_fd{fd_, POLLIN, 0};
-    int ready;
-    do {
-      ready = ::poll(&poll_fd, 1, static_cast<int>(wait.count()));
-    } while (ready < 0 && errno == EINTR);
-    return ready > 0;
-  }
-
-  // Reads into `into` what is there; false at the end of the stream (FIN or reset).
-  bool read_some(Received& into) {
-    char piece[16 * 1024];
-    ssize_t got;
-    do {
-      got = ::recv(fd_, piece, sizeof piece, 0);
-    } while (got < 0 && errno == EINTR);
-    if (got <= 0) {
-      into.closed = true;
-      return false;
-    }
-    into.bytes.append(piece, static_cast<std::size_t>(got));
-    return true;
-  }
-
-  // Everything until sluice closes or `deadline` passes.
-  Received read_until_close(Clock::time_point deadline) {
-    Received received;
-    while (Clock::now() < deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (!readable(std::max(left, 1ms))) continue;
-      if (!read_some(received)) break;
-    }
-    return received;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // The first response in `bytes`, when a complete one is there. Response::raw holds its bytes, so
 // bytes.size() > raw.size() means something followed it (a second response).

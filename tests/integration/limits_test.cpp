@@ -3,28 +3,21 @@
 // bodies and HTTP/1.0 keep-alive, and the timeouts of the `client:` section and of an upstream.
 // Each test starts a fresh sluice in front of a fresh test upstream, whose /stats and
 // X-Upstream-Connection header tell what reached it and over which connection.
-#include <arpa/inet.h>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <optional>
-#include <poll.h>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <sys/socket.h>
-#include <system_error>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "support/http_client.hpp"
 #include "support/process.hpp"
+#include "support/raw_connection.hpp"
 
 namespace {
 
@@ -33,74 +26,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-// Everything a peer sent until it closed (or a deadline passed).
-struct Received {
-  std::string bytes;
-  bool closed = false;  // FIN or reset before the deadline
-};
-
-// A raw connection that, unlike HttpClient, survives being cut off mid-send and keeps every byte
-// that arrived, so a test can tell a truncated response from a complete one.
-class RawConnection {
- public:
-  explicit RawConnection(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
-    timeval send_timeout{3, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-      const int error = errno;
-      ::close(fd_);
-      throw std::system_error(error, std::generic_category(), "connect");
-    }
-  }
-  ~RawConnection() { ::close(fd_); }
-  RawConnection(const RawConnection&) = delete;
-  RawConnection& operator=(const RawConnection&) = delete;
-
-  // False when the peer stopped taking bytes (closed, reset, send timeout).
-  bool send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (sent < 0 && errno == EINTR) continue;
-      if (sent <= 0) return false;
-      bytes.remove_prefix(static_cast<std::size_t>(sent));
-    }
-    return true;
-  }
-
-  Received read_until_close(std::chrono::milliseconds within) {
-    const auto deadline = Clock::now() + within;
-    Received received;
-    char piece[16 * 1024];
-    while (Clock::now() < deadline) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      pollfd poll_fd{fd_, POLLIN, 0};
-      const int ready = ::poll(&poll_fd, 1, static_cast<int>(std::max(left, 1ms).count()));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) continue;
-      const ssize_t got = ::recv(fd_, piece, sizeof piece, 0);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        received.closed = true;
-        break;
-      }
-      received.bytes.append(piece, static_cast<std::size_t>(got));
-    }
-    return received;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::size_t count_of(std::string_view text, std::string_view what) {
   std::size_t count = 0;
@@ -226,7 +151,7 @@ TEST_CASE("max_body: a chunked body growing past it is a 413 and its upstream co
     // holds part of a request when the limit is crossed.
     std::this_thread::sleep_for(200ms);
     connection.send(chunk(512) + chunk(512) + "0\r\n\r\n");
-    const auto received = connection.read_until_close(3s);
+    const auto received = connection.read_until_close(Clock::now() + 3s);
     INFO("received:\n" << received.bytes);
     CHECK(received.closed);
     // The 413 may be lost only when sluice could not send it; nothing else may come.
@@ -426,7 +351,7 @@ TEST_CASE("a malformed chunk after the response started: truncated, then closed"
   ProxyStack stack(open_config());
   RawConnection connection(stack.port());
   REQUIRE(connection.send(make_request("GET", "/raw/bad-chunk-size-later")));
-  const auto received = connection.read_until_close(3s);
+  const auto received = connection.read_until_close(Clock::now() + 3s);
   INFO("received:\n" << received.bytes);
   CHECK(received.closed);
   CHECK(received.bytes.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -589,7 +514,7 @@ TEST_CASE("client.body_timeout: a stalled upload is a 408, closed, its upstream 
   RawConnection connection(stack.port());
   REQUIRE(connection.send(post_head("/stalled", "Content-Length: 1000") + std::string(100, 's')));
   const auto started = Clock::now();
-  const auto received = connection.read_until_close(4s);
+  const auto received = connection.read_until_close(Clock::now() + 4s);
   const auto waited = milliseconds_since(started);
   INFO("received after " << waited << " ms:\n" << received.bytes);
   CHECK(received.closed);

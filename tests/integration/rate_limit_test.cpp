@@ -1,6 +1,5 @@
 // Rate limiting as a client sees it through the real binary: the 429 contract byte for byte, the
 // quota headers on allowed responses, path normalisation and spoofed X-Forwarded-For.
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -360,35 +359,11 @@ routes:
     limits:
       - { name: per-key, key: [api_key], algorithm: fixed_window, limit: 50, window: 10m }
 )");
-  constexpr int kConnections = 30;
-  constexpr int kPerConnection = 10;
-  std::atomic<int> admitted{0};
-  std::atomic<int> rejected{0};
-  std::atomic<int> other{0};
-  std::atomic<int> ready{0};
-  const std::string request = make_request("GET", "/shared", {{"X-API-Key", "k-shared"}});
-  std::vector<std::thread> clients;
-  for (int c = 0; c < kConnections; ++c) {
-    clients.emplace_back([&] {
-      try {
-        HttpClient client(stack.port(), std::chrono::seconds(10));
-        ready.fetch_add(1);
-        while (ready.load() < kConnections)
-          std::this_thread::yield();
-        for (int i = 0; i < kPerConnection; ++i) {
-          const int status = client.request(request).status;
-          (status == 200 ? admitted : status == 429 ? rejected : other).fetch_add(1);
-        }
-      } catch (const std::exception&) {
-        other.fetch_add(kPerConnection);
-      }
-    });
-  }
-  for (auto& client : clients)
-    client.join();
+  const StatusCounts counts = send_concurrently(
+      {stack.port()}, 30, 10, make_request("GET", "/shared", {{"X-API-Key", "k-shared"}}));
   INFO(stack.log_tail());
-  CHECK(admitted == 50);
-  CHECK(rejected == 250);
-  CHECK(other == 0);
+  CHECK(counts.ok == 50);
+  CHECK(counts.limited == 250);
+  CHECK(counts.other == 0);
   CHECK(upstream_stats(stack.upstream_port()).at("requests") == 50);
 }

@@ -2,7 +2,6 @@
 // limit exactly; Redis killed, restarted, slowed down or absent at start-up (each on_store_error
 // mode as specified, no hung request); one EVALSHA per request; keys with a TTL and no raw
 // identity, in Redis or in sluice's log.
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <optional>
@@ -190,34 +189,12 @@ TEST_CASE("two sluice instances sharing one Redis admit exactly the limit, one E
   // 300 requests for one API key (limit 50), from 30 connections at once, half to each instance.
   constexpr int kConnections = 30;
   constexpr int kPerConnection = 10;
-  std::atomic<int> admitted{0};
-  std::atomic<int> rejected{0};
-  std::atomic<int> other{0};
-  std::atomic<int> ready{0};
-  std::vector<std::thread> clients;
-  const std::string request = get("/shared", {{"X-API-Key", "k-shared"}});
-  for (int c = 0; c < kConnections; ++c) {
-    clients.emplace_back([&, c] {
-      try {
-        HttpClient client(c % 2 == 0 ? a.port : b.port, 10s);
-        ready.fetch_add(1);
-        while (ready.load() < kConnections)
-          std::this_thread::yield();
-        for (int i = 0; i < kPerConnection; ++i) {
-          const int status = client.request(request).status;
-          (status == 200 ? admitted : status == 429 ? rejected : other).fetch_add(1);
-        }
-      } catch (const std::exception&) {
-        other.fetch_add(kPerConnection);
-      }
-    });
-  }
-  for (auto& t : clients)
-    t.join();
+  const StatusCounts counts = send_concurrently({a.port, b.port}, kConnections, kPerConnection,
+                                                get("/shared", {{"X-API-Key", "k-shared"}}));
   INFO(a.process->log_tail() << b.process->log_tail());
-  CHECK(admitted == 50);
-  CHECK(rejected == 250);
-  CHECK(other == 0);
+  CHECK(counts.ok == 50);
+  CHECK(counts.limited == 250);
+  CHECK(counts.other == 0);
   // At most one round trip per request (the requests of one event-loop turn share one EVALSHA),
   // never a fallback EVAL.
   CHECK(command_calls(admin, "evalsha") >= 1);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 
@@ -123,27 +125,30 @@ struct HttpClient::BodySink {
   }
 };
 
-HttpClient::HttpClient(std::uint16_t port, std::chrono::milliseconds timeout) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+int connect_loopback(std::uint16_t port, std::chrono::milliseconds timeout, bool receive_timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
   timeval tv = to_timeval(timeout);
-  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (receive_timeout) ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   int one = 1;
   // Requests are often written in several small pieces; do not let Nagle hold them back.
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    int error = errno;
-    ::close(fd_);
-    fd_ = -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    ::close(fd);
     throw std::system_error(error, std::generic_category(),
                             "connect to 127.0.0.1:" + std::to_string(port));
   }
+  return fd;
 }
+
+HttpClient::HttpClient(std::uint16_t port, std::chrono::milliseconds timeout)
+    : fd_(connect_loopback(port, timeout)) {}
 
 HttpClient::~HttpClient() {
   if (fd_ >= 0) ::close(fd_);
@@ -397,6 +402,35 @@ std::string make_request(std::string_view method, std::string_view target,
 Response fetch(std::uint16_t port, std::string_view raw_request) {
   HttpClient client(port);
   return client.request(raw_request);
+}
+
+StatusCounts send_concurrently(const std::vector<std::uint16_t>& ports, int connections,
+                               int per_connection, std::string_view raw_request) {
+  std::atomic<int> ok{0};
+  std::atomic<int> limited{0};
+  std::atomic<int> other{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < connections; ++c) {
+    clients.emplace_back([&, c] {
+      try {
+        HttpClient client(ports[static_cast<std::size_t>(c) % ports.size()],
+                          std::chrono::seconds(10));
+        ready.fetch_add(1);
+        while (ready.load() < connections)
+          std::this_thread::yield();
+        for (int i = 0; i < per_connection; ++i) {
+          const int status = client.request(raw_request).status;
+          (status == 200 ? ok : status == 429 ? limited : other).fetch_add(1);
+        }
+      } catch (const std::exception&) {
+        other.fetch_add(per_connection);
+      }
+    });
+  }
+  for (auto& client : clients)
+    client.join();
+  return {ok.load(), limited.load(), other.load()};
 }
 
 boost::json::value parse_json(std::string_view text) {

@@ -42,6 +42,11 @@ struct Download {
 
 enum class Framing { content_length, chunked };
 
+// A blocking TCP connection to 127.0.0.1:port with TCP_NODELAY and `timeout` on every send (and
+// on every receive when `receive_timeout`). Throws std::system_error.
+int connect_loopback(std::uint16_t port, std::chrono::milliseconds timeout,
+                     bool receive_timeout = true);
+
 // One connection to 127.0.0.1:port. Every blocking call has a deadline (`timeout` per socket
 // read or write); a call that runs out of time, or meets a malformed response, throws
 // std::runtime_error saying what arrived so far.
@@ -98,6 +103,17 @@ std::string make_request(std::string_view method, std::string_view target,
 
 // A request on a fresh connection.
 Response fetch(std::uint16_t port, std::string_view raw_request);
+
+// The statuses `connections` clients got, each sending `per_connection` times `raw_request` on
+// its own connection, all at once (a thread each, released together); client i goes to
+// ports[i % ports.size()]. A client that fails counts all its requests as `other`.
+struct StatusCounts {
+  int ok = 0;       // 200
+  int limited = 0;  // 429
+  int other = 0;
+};
+StatusCounts send_concurrently(const std::vector<std::uint16_t>& ports, int connections,
+                               int per_connection, std::string_view raw_request);
 
 // Parses JSON, throwing with the text on error.
 boost::json::value parse_json(std::string_view text);

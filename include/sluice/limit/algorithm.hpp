@@ -21,6 +21,8 @@ struct Quota {
   std::int64_t limit = 0;  // units admitted per window
   Micros window = 0;       // window length
   std::int64_t burst = 0;  // bucket capacity (token_bucket, gcra); ignored by the window algorithms
+
+  friend bool operator==(const Quota&, const Quota&) = default;
 };
 
 // Per-key state. Algorithm-defined meaning; all-zero is a fresh key (full bucket, empty windows).

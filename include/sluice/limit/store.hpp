@@ -16,6 +16,8 @@ struct LimitCheck {
   Algorithm algorithm = Algorithm::token_bucket;
   Quota quota;
   std::int64_t cost = 1;
+
+  friend bool operator==(const LimitCheck&, const LimitCheck&) = default;
 };
 
 enum class Outcome : std::uint8_t { allowed, limited, store_error };
