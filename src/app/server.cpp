@@ -78,7 +78,7 @@ struct Server::Impl {
     // This loop's own connections to the shared Redis (null with the memory store). Declared
     // after ioc: destroyed before it, as the Redis client requires.
     std::unique_ptr<limit::RedisStore> redis_store;
-    std::optional<proxy::Worker> worker;
+    std::unique_ptr<proxy::Worker> worker;  // made in place: its upstream pool never moves
     std::shared_ptr<proxy::Listener> listener;
   };
 
@@ -138,7 +138,7 @@ int Server::run() {
           std::size_t{i} * redis_settings.connections);
       net::post(loop->ioc, [&store = *loop->redis_store] { store.run(); });
     }
-    loop->worker.emplace(proxy::Worker{
+    loop->worker.reset(new proxy::Worker{
         .connections = impl_->connections,
         .snapshots = impl_->snapshots,
         .store = use_redis ? static_cast<limit::Store&>(*loop->redis_store) : *impl_->memory_store,

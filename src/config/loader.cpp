@@ -66,7 +66,8 @@ constexpr std::string_view kRedisKeys[] = {"url", "timeout", "connections", "key
 constexpr std::chrono::microseconds kMaxRedisTimeout = 10s;
 constexpr std::int64_t kMaxRedisConnections = 16;
 constexpr std::string_view kStoreErrorModes[] = {"allow", "deny", "local"};
-constexpr std::string_view kUpstreamKeys[] = {"servers", "connect_timeout", "timeout"};
+constexpr std::string_view kUpstreamKeys[] = {"servers", "connect_timeout", "timeout",
+                                              "idle_timeout"};
 constexpr std::string_view kIdentityKeys[] = {"header"};
 constexpr std::string_view kRouteKeys[] = {"name",   "match",          "upstream",
                                            "limits", "on_store_error", "max_body"};
@@ -922,6 +923,11 @@ class Loader {
     if (const Field* t = find(*fields, "timeout")) {
       if (const auto d = duration(*t, kMinTimeout, kMaxTimeout)) {
         upstream.timeout = std::chrono::duration_cast<Milliseconds>(*d);
+      }
+    }
+    if (const Field* t = find(*fields, "idle_timeout")) {
+      if (const auto d = duration(*t, kMinTimeout, kMaxTimeout)) {
+        upstream.idle_timeout = std::chrono::duration_cast<Milliseconds>(*d);
       }
     }
   }

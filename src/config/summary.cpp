@@ -196,7 +196,8 @@ std::string summarize(const Config& config) {
     pad(out, upstream.name, upstream_width);
     pad(out, servers[i], servers_width);
     out += "connect " + format_duration(upstream.connect_timeout) + ", timeout " +
-           format_duration(upstream.timeout) + "\n";
+           format_duration(upstream.timeout) + ", idle " + format_duration(upstream.idle_timeout) +
+           "\n";
   }
 
   // Column widths over all routes, so the limits of every route line up.

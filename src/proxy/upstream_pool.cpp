@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <stdexcept>
 #include <sys/socket.h>
 
@@ -14,6 +15,7 @@ std::vector<UpstreamTarget> resolve_upstreams(const config::Config& config) {
     UpstreamTarget target;
     target.connect_timeout = upstream.connect_timeout;
     target.timeout = upstream.timeout;
+    target.idle_timeout = upstream.idle_timeout;
     for (const auto& server : upstream.servers) {
       boost::system::error_code ec;
       auto results = resolver.resolve(server.host, std::to_string(server.port),
@@ -36,16 +38,18 @@ UpstreamPool::UpstreamPool(Executor executor,
     : executor_(executor),
       targets_(std::move(targets)),
       idle_(targets_->size()),
-      next_server_(targets_->size(), 0) {}
+      next_server_(targets_->size(), 0),
+      expiry_timer_(executor) {}
 
 bool UpstreamPool::take_idle(std::size_t upstream, Socket& out) {
   auto& idle = idle_[upstream];
   while (!idle.empty()) {
-    Socket socket = std::move(idle.back());
+    Socket socket = std::move(idle.back().socket);
     idle.pop_back();
     // An idle connection must have nothing to read: EOF means the upstream closed it, and bytes
     // mean it sent something nobody asked for, which would be taken for the next response. A
-    // non-blocking peek (one syscall) finds both.
+    // non-blocking peek (one syscall) finds both. (Asio 1.81 keeps no readiness of its own that
+    // could stand in for it: a read kept waiting on idle connections costs the same recv.)
     char byte;
     const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -69,7 +73,38 @@ void UpstreamPool::give_back(std::size_t upstream, Socket&& socket) {
     socket.close(ec);
     return;
   }
-  idle.push_back(std::move(socket));
+  const TimePoint expires = std::chrono::steady_clock::now() + (*targets_)[upstream].idle_timeout;
+  idle.push_back({std::move(socket), expires});
+  // One timer for the whole pool, set for the connection that expires first: per upstream that is
+  // the oldest, so a connection given back moves the timer only when its upstream's idle_timeout
+  // is shorter than another's.
+  if (!expiry_armed_ || expires < expiry_timer_.expiry()) arm_expiry(expires);
+}
+
+void UpstreamPool::arm_expiry(TimePoint at) {
+  expiry_armed_ = true;
+  expiry_timer_.expires_at(at);
+  expiry_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec == net::error::operation_aborted) return;  // set again, or the pool is closing
+    expiry_armed_ = false;
+    close_expired();
+  });
+}
+
+void UpstreamPool::close_expired() {
+  const TimePoint now = std::chrono::steady_clock::now();
+  TimePoint next = TimePoint::max();
+  for (auto& idle : idle_) {
+    auto first_live = idle.begin();
+    while (first_live != idle.end() && first_live->expires <= now) {
+      boost::system::error_code ec;
+      first_live->socket.close(ec);
+      ++first_live;
+    }
+    idle.erase(idle.begin(), first_live);
+    if (!idle.empty()) next = std::min(next, idle.front().expires);
+  }
+  if (next != TimePoint::max()) arm_expiry(next);
 }
 
 }  // namespace sluice::proxy

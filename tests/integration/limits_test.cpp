@@ -5,8 +5,10 @@
 // X-Upstream-Connection header tell what reached it and over which connection.
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -61,6 +63,24 @@ std::string echoed_target(const Response& response) {
 
 std::string upstream_connection(const Response& response) {
   return response.header("X-Upstream-Connection").value_or("<none>");
+}
+
+// Loopback TCP connections to `port` that the peer closed and whose owner has not (CLOSE_WAIT).
+int close_wait_connections_to(std::uint16_t port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the column names
+  int count = 0;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    const auto colon = remote.find(':');
+    if (colon == std::string::npos) continue;
+    const auto remote_port = std::stoul(remote.substr(colon + 1), nullptr, 16);
+    if (remote_port == port && state == "08") ++count;
+  }
+  return count;
 }
 
 std::string post_head(std::string_view target, std::string_view framing_line) {
@@ -392,6 +412,43 @@ TEST_CASE("bytes after a Content-Length body are dropped with the upstream conne
       CHECK(upstream_connection(next) != broken);
       CHECK_FALSE(client.peer_closed(50ms));
     }
+  }
+}
+
+TEST_CASE("upstreams.idle_timeout: pooled connections are closed after it, dead ones not reused",
+          "[limits][upstream_response]") {
+  ProxyStack stack(config_head("both", "30s, idle_timeout: 300ms") + R"(routes:
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  HttpClient client(stack.port(), 3s);
+  SECTION("sluice closes an unused connection first") {
+    const auto first = client.request(make_request("GET", "/first"));
+    REQUIRE(first.status == 200);
+    std::this_thread::sleep_for(100ms);
+    const auto soon = client.request(make_request("GET", "/soon"));
+    REQUIRE(soon.status == 200);
+    CHECK(upstream_connection(soon) == upstream_connection(first));
+    // The test upstream never closes an idle connection itself: only sluice can have.
+    std::this_thread::sleep_for(700ms);
+    const auto late = client.request(make_request("GET", "/late"));
+    REQUIRE(late.status == 200);
+    CHECK(upstream_connection(late) != upstream_connection(first));
+  }
+  SECTION("the upstream closes it first (as Node does after its keepAliveTimeout)") {
+    const auto response = client.request(make_request("GET", "/raw/close-later"));
+    REQUIRE(response.status == 200);
+    CHECK(response.body == "hello");
+    // The upstream closes 150 ms after its response. Until idle_timeout the half-closed
+    // connection waits in the pool; after it, no descriptor is held for it.
+    std::this_thread::sleep_for(700ms);
+    CHECK(close_wait_connections_to(stack.upstream_port()) == 0);
+    const auto next = client.request(make_request("GET", "/after-close"));
+    INFO("next:\n" << next.raw);
+    REQUIRE(next.status == 200);
+    CHECK(echoed_target(next) == "/after-close");
+    CHECK(upstream_connection(next) != upstream_connection(response));
   }
 }
 

@@ -169,7 +169,7 @@ std::string headers_json(const http::fields& fields) {
 struct RawResponse {
   std::string_view name;
   std::string first;                // written at once
-  std::chrono::milliseconds pause;  // then, when `second` is not empty, this pause
+  std::chrono::milliseconds pause;  // then this pause (none when zero)
   std::string second;               // and these bytes, in a separate write
   bool keep_open = false;           // serve further requests afterwards (else close)
 };
@@ -214,6 +214,8 @@ const std::vector<RawResponse>& raw_responses() {
       {"extra-bytes", ok + "Content-Length: 5\r\n\r\nhello" + smuggled, {}, {}, true},
       {"extra-bytes-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), smuggled,
        true},
+      // A keep-alive response, then the close of an idle connection (as Node's keepAliveTimeout).
+      {"close-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), {}},
   };
   return responses;
 }
@@ -415,10 +417,11 @@ class ConnectionHandler {
     beast::error_code ec;
     co_await net::async_write(stream_, net::buffer(first),
                               net::redirect_error(net::use_awaitable, ec));
-    if (ec || raw.second.empty()) co_return ec;
+    if (ec || raw.pause.count() == 0) co_return ec;
     net::steady_timer timer(stream_.get_executor());
     timer.expires_after(raw.pause);
     co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    if (ec || raw.second.empty()) co_return ec;
     const std::string second = with_id(raw.second);
     co_await net::async_write(stream_, net::buffer(second),
                               net::redirect_error(net::use_awaitable, ec));

@@ -106,6 +106,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents", "
   CHECK(c.upstreams[0].servers[0].port == 3000);
   CHECK(c.upstreams[0].connect_timeout == 2s);
   CHECK(c.upstreams[0].timeout == 30s);
+  CHECK(c.upstreams[0].idle_timeout == 4s);
 
   REQUIRE(c.identities.size() == 2);
   CHECK(c.identities[0].name == "api_key");
@@ -211,6 +212,7 @@ upstreams:
     servers: ["[::1]:3000", "backend.internal:80"]
     connect_timeout: 250ms
     timeout: 2m
+    idle_timeout: 900ms
 routes:
   - name: r
     match: { path: "/users/:id", methods: [get, Post, GET] }
@@ -240,6 +242,7 @@ routes:
   CHECK(api.servers[1].port == 80);
   CHECK(api.connect_timeout == 250ms);
   CHECK(api.timeout == 2min);
+  CHECK(api.idle_timeout == 900ms);
 
   const Route& r = c->routes[0];
   CHECK(r.path.kind == PathPattern::Kind::segments);
@@ -339,6 +342,9 @@ TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is c
   CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"], timout: 1s } }\n"
                    "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
         "t.yaml:1:50: unknown key 'timout' in upstream 'api' (did you mean 'timeout'?)");
+  CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"], idle_timeout: 2d } }\n"
+                   "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
+        "t.yaml:1:64: 'idle_timeout' must be from 1ms to 1d, found 2d");
   CHECK(only_error("upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\n"
                    "identities: { user: { headr: X-User } }\n"
                    "routes: [{ name: r, match: { path: /r }, upstream: api }]\n") ==
@@ -811,7 +817,7 @@ routes:
         "trusted proxies 10.0.0.0/8\n"
         "identities user (X-User-Id)\n"
         "upstreams\n"
-        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"
         "routes (first match wins)\n"
         "  login   POST /api/login -> api\n"
         "          login-per-ip     sliding_window  5 per 10m            key ip\n"
@@ -945,7 +951,7 @@ routes:
         "5000 keys) · headers: both\n"
         "trusted proxies none (the client is the socket peer)\n"
         "upstreams\n"
-        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"
         "routes (first match wins)\n"
         "  login  * /api/login -> api  (on store error: deny)\n"
         "         per-ip  gcra  5 per 1m, burst 5  key ip\n"
@@ -1251,7 +1257,7 @@ routes:
         "trusted proxies none (the client is the socket peer)\n"
         "client max_connections 500, max_uri_bytes 4KiB, max_body 10MiB, header_timeout 5s\n"
         "upstreams\n"
-        "  api  127.0.0.1:3000  connect 2s, timeout 30s\n"
+        "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"
         "routes (first match wins)\n"
         "  upload  POST /upload -> api  (max body 1GiB)\n"
         "          no limits\n"

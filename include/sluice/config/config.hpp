@@ -58,6 +58,9 @@ struct Upstream {
   std::vector<HostPort> servers;  // used round-robin
   Milliseconds connect_timeout{2000};
   Milliseconds timeout{30000};  // for the response header, and between reads of the body
+  // A pooled connection unused this long is closed: under Node's default keepAliveTimeout (5 s),
+  // so sluice closes first instead of reusing a connection the upstream is closing.
+  Milliseconds idle_timeout{4000};
   Mark mark;
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // Keep-alive connections to the upstreams, one pool per event-loop thread (no locks: only that
 // thread touches it).
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -14,6 +15,7 @@ struct UpstreamTarget {
   std::vector<tcp::endpoint> endpoints;  // resolved once at start-up, used round-robin
   config::Milliseconds connect_timeout{2000};
   config::Milliseconds timeout{30000};
+  config::Milliseconds idle_timeout{4000};
 };
 
 // Resolves every upstream's servers. Blocking: call at start-up only, never on an event loop.
@@ -25,6 +27,9 @@ class UpstreamPool {
   static constexpr std::size_t kMaxIdlePerUpstream = 256;
 
   UpstreamPool(Executor executor, std::shared_ptr<const std::vector<UpstreamTarget>> targets);
+  // Its timer's handler refers to it: the pool stays where it was made.
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
 
   const UpstreamTarget& target(std::size_t upstream) const { return (*targets_)[upstream]; }
   Executor executor() const { return executor_; }
@@ -34,16 +39,29 @@ class UpstreamPool {
   bool take_idle(std::size_t upstream, Socket& out);
   // The endpoint for the next new connection (round-robin over the servers).
   const tcp::endpoint& next_endpoint(std::size_t upstream);
-  // Returns a connection whose last exchange ended cleanly; dropped when the pool is full.
+  // Returns a connection whose last exchange ended cleanly; dropped when the pool is full. It is
+  // closed if still unused after the upstream's idle_timeout.
   void give_back(std::size_t upstream, Socket&& socket);
 
   std::size_t idle_count(std::size_t upstream) const { return idle_[upstream].size(); }
 
  private:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  struct Idle {
+    Socket socket;
+    TimePoint expires;
+  };
+  void arm_expiry(TimePoint at);
+  void close_expired();
+
   Executor executor_;
   std::shared_ptr<const std::vector<UpstreamTarget>> targets_;
-  std::vector<std::vector<Socket>> idle_;
+  // Per upstream, oldest first: give_back appends and take_idle takes the newest, so the
+  // connections to expire next are always at the front.
+  std::vector<std::vector<Idle>> idle_;
   std::vector<std::size_t> next_server_;
+  SteadyTimer expiry_timer_;
+  bool expiry_armed_ = false;
 };
 
 }  // namespace sluice::proxy
