@@ -458,6 +458,13 @@ for scen in allowed keys rejected close; do
   done
   echo "$line   sluice/leaner peer $(ratio "$(field "$scen" sluice 5)" "${best:-0}")x (lower is better)"
 done
+for scen in redis-limited redis-tight; do
+  has "$scen" sluice_redis || continue
+  # sluice's own share of the Redis store's cost (hiredis, batching); Redis' own is below.
+  echo "$(printf '%-18s' "$scen") sluice $(field "$scen" sluice 5 | awk '{printf "%.1f", $1 / 10}') us" \
+    "sluice_redis $(field "$scen" sluice_redis 5 | awk '{printf "%.1f", $1 / 10}') us" \
+    "  redis/memory $(ratio "$(field "$scen" sluice_redis 5)" "$(field "$scen" sluice 5)")x"
+done
 
 echo
 for t in nginx haproxy sluice; do
