@@ -245,6 +245,15 @@ std::optional<Cidr> Cidr::parse(std::string_view text) noexcept {
   return cidr;
 }
 
+IpAddress IpAddress::masked(unsigned prefix_bits) const noexcept {
+  IpAddress out = *this;
+  for (unsigned i = 0; i < 16; ++i) {
+    const unsigned kept = prefix_bits > 8 * i ? prefix_bits - 8 * i : 0;
+    if (kept < 8) out.bytes[i] &= static_cast<std::uint8_t>(0xff00u >> kept);
+  }
+  return out;
+}
+
 bool Cidr::contains(const IpAddress& ip) const noexcept {
   const unsigned whole_bytes = prefix / 8u;
   for (unsigned i = 0; i < whole_bytes && i < 16; ++i) {

@@ -28,8 +28,21 @@ std::string_view trim_header_value(std::string_view s) noexcept {
 
 // Where a part's value is written: IP text needs a buffer that outlives the lookup.
 struct ValueBuffer {
-  std::array<char, 46> ip_text;
+  std::array<char, 46 + 4> ip_text;  // an address, then "/NN" or "/NNN" for an IPv6 network
 };
+
+// The client's address, or for IPv6 its network ("2001:db8:1:2::/64"): see Config::ipv6_prefix.
+std::string_view ip_value(const IpAddress& client, std::uint8_t ipv6_prefix,
+                          ValueBuffer& buffer) noexcept {
+  std::span<char, 46> text(buffer.ip_text.data(), 46);
+  if (client.is_v4() || ipv6_prefix >= 128) return {text.data(), client.format(text)};
+  std::size_t n = client.masked(ipv6_prefix).format(text);
+  buffer.ip_text[n++] = '/';
+  if (ipv6_prefix >= 100) buffer.ip_text[n++] = static_cast<char>('0' + ipv6_prefix / 100);
+  buffer.ip_text[n++] = static_cast<char>('0' + ipv6_prefix / 10 % 10);
+  buffer.ip_text[n++] = static_cast<char>('0' + ipv6_prefix % 10);
+  return {buffer.ip_text.data(), n};
+}
 
 // The value `source` gives for this request; empty when the request lacks it.
 std::string_view source_value(const config::KeySource& source, const config::Route& route,
@@ -37,7 +50,7 @@ std::string_view source_value(const config::KeySource& source, const config::Rou
   using Kind = config::KeySource::Kind;
   switch (source.kind) {
     case Kind::ip:
-      return {buffer.ip_text.data(), request.client.format(buffer.ip_text)};
+      return ip_value(request.client, source.ipv6_prefix, buffer);
     case Kind::method:
       return request.method;
     case Kind::route:

@@ -45,11 +45,12 @@ constexpr std::chrono::microseconds kMaxWindow = 365 * 24h;
 constexpr std::chrono::microseconds kMinTimeout = 1ms;
 constexpr std::chrono::microseconds kMaxTimeout = 24h;
 constexpr std::int64_t kMaxThreads = 256;
+constexpr std::int64_t kMinIpv6Prefix = 32;
 constexpr std::int64_t kMaxStoreKeys = 1'000'000'000;
 
 constexpr std::string_view kTopKeys[] = {
-    "listen",    "threads",    "trusted_proxies",      "headers", "client", "store",
-    "upstreams", "identities", "case_sensitive_paths", "routes"};
+    "listen", "threads",   "trusted_proxies", "ipv6_prefix",          "headers", "client",
+    "store",  "upstreams", "identities",      "case_sensitive_paths", "routes"};
 constexpr std::string_view kClientKeys[] = {"max_connections", "max_header_bytes", "max_uri_bytes",
                                             "max_body",        "header_timeout",   "idle_timeout",
                                             "body_timeout",    "send_timeout"};
@@ -646,6 +647,7 @@ class Loader {
       config_.threads = hardware_threads();
     }
     if (const Field* f = find(fields, "trusted_proxies")) load_trusted_proxies(*f);
+    if (const Field* f = find(fields, "ipv6_prefix")) load_ipv6_prefix(*f);
     if (const Field* f = find(fields, "headers")) load_headers(*f);
     if (const Field* f = find(fields, "store")) load_store(*f);
     // Routes take their defaults from these, so they load first wherever they are.
@@ -713,6 +715,20 @@ class Loader {
                                  "192.168.1.7)");
       }
     }
+  }
+
+  void load_ipv6_prefix(const Field& f) {
+    const auto text = scalar(f, "a prefix length from 32 to 128, e.g. 64");
+    if (!text) return;
+    const auto n = parse_whole(*text);
+    // Shorter than /32 would put whole providers behind one key.
+    if (!n || *n < kMinIpv6Prefix || *n > 128) {
+      error(f.value_mark, "'ipv6_prefix' must be a prefix length from " +
+                              std::to_string(kMinIpv6Prefix) + " to 128 (128: every address " +
+                              "on its own), found " + quoted(*text));
+      return;
+    }
+    config_.ipv6_prefix = static_cast<std::uint8_t>(*n);
   }
 
   void load_headers(const Field& f) {
@@ -1248,6 +1264,7 @@ class Loader {
     }
     if (text == "ip") {
       source.kind = KeySource::Kind::ip;
+      source.ipv6_prefix = config_.ipv6_prefix;
     } else if (text == "method") {
       source.kind = KeySource::Kind::method;
     } else if (text == "route") {

@@ -162,6 +162,9 @@ std::string summarize(const Config& config) {
     out += format_cidr(config.trusted_proxies[i]);
   }
   out += "\n";
+  out += config.ipv6_prefix >= 128
+             ? "ip keys per address\n"
+             : "ip keys IPv4 per address, IPv6 per /" + std::to_string(config.ipv6_prefix) + "\n";
 
   if (const std::string client = format_client_limits(config.client); !client.empty()) {
     out += "client " + client + "\n";

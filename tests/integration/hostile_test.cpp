@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -498,6 +499,41 @@ TEST_CASE("spoofing: rotating X-Forwarded-For or Forwarded from an untrusted pee
   }
   const auto stats = upstream_stats(stack.upstream_port());
   CHECK(upstream_requests(stats) == 5);
+}
+
+TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one client",
+          "[hostile][spoofing]") {
+  std::string head = config_head();
+  const std::string untrusted = "trusted_proxies: []";
+  REQUIRE(head.find(untrusted) != std::string::npos);
+  head.replace(head.find(untrusted), untrusted.size(), "trusted_proxies: [127.0.0.1]");
+  ProxyStack stack(head + R"(routes:
+  - name: per-ip
+    match: { path: /limited/* }
+    upstream: api
+    limits:
+      - { name: five-per-ip, key: [ip], algorithm: token_bucket, limit: 5, window: 1m }
+)");
+  auto status_for = [&](const std::string& client, int i) {
+    const auto response = fetch(stack.port(), make_request("GET", "/limited/" + std::to_string(i),
+                                                           {{"X-Forwarded-For", client}}));
+    INFO(client << ":\n" << response.raw);
+    CHECK((response.status == 200 || response.status == 429));
+    return response.status;
+  };
+  // One host owns 2001:db8:1:2::/64 and picks a new interface id for every request.
+  int allowed = 0;
+  for (int i = 0; i < 30; ++i) {
+    char interface_id[32];
+    std::snprintf(interface_id, sizeof interface_id, "%x:%x:%x:%x", i * 7919 % 65536, i, 0xbeef,
+                  i * 31);
+    if (status_for("2001:db8:1:2:" + std::string(interface_id), i) == 200) ++allowed;
+  }
+  CHECK(allowed == 5);
+  // The neighbouring /64 is another subscriber, and IPv4 clients stay one per address.
+  CHECK(status_for("2001:db8:1:3::1", 100) == 200);
+  CHECK(status_for("198.51.100.1", 101) == 200);
+  CHECK(status_for("198.51.100.2", 102) == 200);
 }
 
 // ---- slow and numerous clients ---------------------------------------------------------------

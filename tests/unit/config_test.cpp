@@ -84,6 +84,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents", "
   CHECK(c.listen.port == 8080);
   CHECK(c.threads == cores());
   CHECK(c.trusted_proxies.empty());
+  CHECK(c.ipv6_prefix == 64);
   CHECK(c.headers == HeaderStyle::both);
   CHECK(c.store.type == StoreType::memory);
   CHECK(c.store.max_keys == 1'000'000);
@@ -179,11 +180,14 @@ routes:
   CHECK(c->listen.port == 8080);
   CHECK(c->threads == cores());
   CHECK(c->trusted_proxies.empty());
+  CHECK(c->ipv6_prefix == 64);
+  CHECK(c->routes[1].limits[0].key[0].alternatives[0].ipv6_prefix == 64);
   CHECK(c->headers == HeaderStyle::both);
   CHECK(c->store.type == StoreType::memory);
   CHECK(c->store.max_keys == 1'000'000);
   CHECK(c->upstreams[0].connect_timeout == 2s);
   CHECK(c->upstreams[0].timeout == 30s);
+  CHECK(c->upstreams[0].idle_timeout == 4s);
   CHECK(c->identities.empty());
   CHECK(c->routes[0].methods.empty());             // any method
   CHECK(c->routes[0].limits.empty());              // just proxied
@@ -268,6 +272,15 @@ TEST_CASE("listen accepts IP literals and localhost", "[config]") {
   CHECK(load_ok(with_setting("listen: 127.0.0.1:1"))->listen.port == 1);
   CHECK(load_ok(with_setting("threads: 256"))->threads == 256);
   CHECK(load_ok(with_setting("threads: auto"))->threads == cores());
+  // The setting reaches every ip key part, wherever in the file it is written.
+  const auto wide = load_ok(with_limit("{ name: l, key: [\"user|ip\", ip], algorithm: gcra, "
+                                       "limit: 7, window: 1s }") +
+                            "ipv6_prefix: 56\n");
+  CHECK(wide->ipv6_prefix == 56);
+  const auto& parts = wide->routes[0].limits[0].key;
+  CHECK(parts[0].alternatives[1].ipv6_prefix == 56);
+  CHECK(parts[1].alternatives[0].ipv6_prefix == 56);
+  CHECK(load_ok(with_setting("ipv6_prefix: 128"))->ipv6_prefix == 128);
   CHECK(load_ok(with_setting("headers: none"))->headers == HeaderStyle::none);
   CHECK(load_ok(with_setting("headers: legacy"))->headers == HeaderStyle::legacy);
   CHECK(load_ok(with_setting("trusted_proxies:"))->trusted_proxies.empty());
@@ -331,8 +344,8 @@ TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is c
         "t.yaml:1:1: unknown key 'thread' at the top level (did you mean 'threads'?)");
   CHECK(only_error(with_setting("colour: blue")) ==
         "t.yaml:1:1: unknown key 'colour' at the top level; expected one of listen, threads, "
-        "trusted_proxies, headers, client, store, upstreams, identities, case_sensitive_paths, "
-        "routes");
+        "trusted_proxies, ipv6_prefix, headers, client, store, upstreams, identities, "
+        "case_sensitive_paths, routes");
   CHECK(only_error(with_setting("store: { type: memory, max_key: 5 }")) ==
         "t.yaml:1:24: unknown key 'max_key' in 'store' (did you mean 'max_keys'?)");
   CHECK(only_error(with_route("{ name: r, match: { path: /r, method: [GET] }, upstream: api }")) ==
@@ -597,6 +610,12 @@ TEST_CASE("top-level settings are checked", "[config]") {
         "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '0'");
   CHECK(only_error(with_setting("threads: 257")) ==
         "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '257'");
+  CHECK(only_error(with_setting("ipv6_prefix: 16")) ==
+        "t.yaml:1:14: 'ipv6_prefix' must be a prefix length from 32 to 128 (128: every address "
+        "on its own), found '16'");
+  CHECK(only_error(with_setting("ipv6_prefix: /64")) ==
+        "t.yaml:1:14: 'ipv6_prefix' must be a prefix length from 32 to 128 (128: every address "
+        "on its own), found '/64'");
   CHECK(only_error(with_setting("trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]")) ==
         "t.yaml:1:31: bad address or CIDR '10.0.0.0/33' in 'trusted_proxies' (e.g. 10.0.0.0/8, "
         "2001:db8::/32, 192.168.1.7)");
@@ -815,6 +834,7 @@ routes:
         "t.yaml is valid\n"
         "listen 127.0.0.1:8080 · 2 threads · memory store (max 1000000 keys) · headers: both\n"
         "trusted proxies 10.0.0.0/8\n"
+        "ip keys IPv4 per address, IPv6 per /64\n"
         "identities user (X-User-Id)\n"
         "upstreams\n"
         "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"
@@ -950,6 +970,7 @@ routes:
         "connections per thread, key salt from SLUICE_KEY_SALT or default; local fallback max "
         "5000 keys) · headers: both\n"
         "trusted proxies none (the client is the socket peer)\n"
+        "ip keys IPv4 per address, IPv6 per /64\n"
         "upstreams\n"
         "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"
         "routes (first match wins)\n"
@@ -1255,6 +1276,7 @@ routes:
         "t.yaml is valid\n"
         "listen 127.0.0.1:8080 · 1 thread · memory store (max 1000000 keys) · headers: both\n"
         "trusted proxies none (the client is the socket peer)\n"
+        "ip keys IPv4 per address, IPv6 per /64\n"
         "client max_connections 500, max_uri_bytes 4KiB, max_body 10MiB, header_timeout 5s\n"
         "upstreams\n"
         "  api  127.0.0.1:3000  connect 2s, timeout 30s, idle 4s\n"

@@ -131,6 +131,16 @@ TEST_CASE("IPv4 and IPv4-mapped IPv6 are the same client", "[ip]") {
   CHECK(ip("1.2.3.4") != ip("1.2.3.5"));
 }
 
+TEST_CASE("IpAddress::masked keeps the network and zeroes the rest", "[ip]") {
+  CHECK(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd").masked(64) == ip("2001:db8:1:2::"));
+  CHECK(ip("2001:db8:1:2ff:1::1").masked(56) == ip("2001:db8:1:200::"));
+  CHECK(ip("2001:db8:1:2ff:1::1").masked(60) == ip("2001:db8:1:2f0::"));
+  CHECK(ip("2001:db8::1").masked(128) == ip("2001:db8::1"));
+  CHECK(ip("2001:db8::1").masked(127) == ip("2001:db8::"));
+  CHECK(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff").masked(33) == ip("ffff:ffff:8000::"));
+  CHECK(ip("2001:db8::1").masked(0) == ip("::"));
+}
+
 TEST_CASE("Cidr::parse and contains", "[ip]") {
   SECTION("IPv4 blocks") {
     auto block = Cidr::parse("10.0.0.0/8");

@@ -102,6 +102,43 @@ TEST_CASE("KeyBuilder: one caller, one key, different callers, different keys", 
         "login-per-ip|ip=10.0.0.1");
 }
 
+TEST_CASE("KeyBuilder: an IPv6 client is keyed by its /64 (ipv6_prefix), IPv4 per address",
+          "[key]") {
+  const Headers none{};
+  SECTION("the default, /64: rotating the interface bits buys no fresh budget") {
+    const Route route = route_with({limit_of("per-ip", {KeyPart{{ip_source()}}})});
+    KeyBuilder builder;
+    const KeyDigest first = digest(builder, route, request(none, "2001:db8:1:2::a"));
+    CHECK(digest(builder, route, request(none, "2001:db8:1:2:ffff:1:2:3")) == first);
+    CHECK_FALSE(digest(builder, route, request(none, "2001:db8:1:3::a")) == first);
+    CHECK(builder.describe(route, route.limits[0], request(none, "2001:db8:1:2:ffff:1:2:3")) ==
+          "per-ip|ip=2001:db8:1:2::/64");
+    // IPv4 stays per address, mapped or not.
+    CHECK_FALSE(digest(builder, route, request(none, "10.0.0.2")) ==
+                digest(builder, route, request(none, "10.0.0.1")));
+    CHECK(builder.describe(route, route.limits[0], request(none, "::ffff:10.0.0.1")) ==
+          "per-ip|ip=10.0.0.1");
+  }
+  SECTION("/56 and /128") {
+    KeySource wide = ip_source();
+    wide.ipv6_prefix = 56;
+    KeySource exact = ip_source();
+    exact.ipv6_prefix = 128;
+    const Route route =
+        route_with({limit_of("wide", {KeyPart{{wide}}}), limit_of("exact", {KeyPart{{exact}}})});
+    KeyBuilder builder;
+    std::vector<LimitCheck> a(2), b(2);
+    builder.build(route, request(none, "2001:db8:1:2::a"), a);
+    builder.build(route, request(none, "2001:db8:1:ff::a"), b);
+    CHECK(a[0].key == b[0].key);
+    CHECK_FALSE(a[1].key == b[1].key);
+    CHECK(builder.describe(route, route.limits[0], request(none, "2001:db8:1:ff::a")) ==
+          "wide|ip=2001:db8:1::/56");
+    CHECK(builder.describe(route, route.limits[1], request(none, "2001:db8:1:ff::a")) ==
+          "exact|ip=2001:db8:1:ff::a");
+  }
+}
+
 TEST_CASE("KeyBuilder: build fills algorithm, quota and cost", "[key]") {
   const Route route = route_with({limit_of("login-per-ip", {KeyPart{{ip_source()}}})});
   KeyBuilder builder;

@@ -18,6 +18,8 @@ struct IpAddress {
   static IpAddress from_v4(std::uint32_t host_order) noexcept;
 
   bool is_v4() const noexcept;
+  // The first `prefix_bits` (of 128) kept, the rest zero: the network the address is in.
+  IpAddress masked(unsigned prefix_bits) const noexcept;
   // Canonical text: dotted quad for IPv4 (also when it arrived mapped), RFC 5952 for IPv6.
   std::string to_string() const;
   // Writes the canonical text into buf (at least 46 bytes); returns its length.

@@ -78,6 +78,7 @@ struct KeySource {
   std::string header;        // Kind::header: the header name; Kind::identity: its header
   std::size_t identity = 0;  // Kind::identity: index into Config::identities
   std::string text;          // as written ("user", "header:X-Tenant"), for summaries and hashing
+  std::uint8_t ipv6_prefix = 64;  // Kind::ip: an IPv6 client is keyed by its network of this size
 };
 
 // One part of a key. Several alternatives ("user|ip") mean the first one present.
@@ -142,6 +143,9 @@ struct Config {
   HostPort listen{"0.0.0.0", 8080};
   unsigned threads = 0;  // resolved: "auto" becomes the number of cores
   std::vector<classify::Cidr> trusted_proxies;
+  // The `ip` key part keys an IPv6 client by its /ipv6_prefix network: one host commonly holds a
+  // whole /64, and could otherwise rotate through 2^64 fresh budgets. IPv4: per address.
+  std::uint8_t ipv6_prefix = 64;
   HeaderStyle headers = HeaderStyle::both;
   ClientLimits client;
   bool case_sensitive_paths = true;  // the default of each route's match.case_sensitive
