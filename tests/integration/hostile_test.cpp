@@ -445,16 +445,19 @@ TEST_CASE("path tricks: a case-insensitive route charges other letter cases to i
 
 // ---- spoofed client addresses ----------------------------------------------------------------
 
-TEST_CASE("spoofing: rotating X-Forwarded-For or Forwarded from an untrusted peer is one client",
-          "[hostile][spoofing]") {
-  // trusted_proxies is empty (config_head): no header may change the client's address.
-  ProxyStack stack(config_head() + R"(routes:
+// Five requests a minute per client address on /limited/*.
+constexpr const char* kFivePerIp = R"(routes:
   - name: per-ip
     match: { path: /limited/* }
     upstream: api
     limits:
       - { name: five-per-ip, key: [ip], algorithm: token_bucket, limit: 5, window: 1m }
-)");
+)";
+
+TEST_CASE("spoofing: rotating X-Forwarded-For or Forwarded from an untrusted peer is one client",
+          "[hostile][spoofing]") {
+  // trusted_proxies is empty (config_head): no header may change the client's address.
+  ProxyStack stack(config_head() + kFivePerIp);
   constexpr int kRequests = 50;
   auto send_rotating = [&](std::string_view what, auto make_headers) {
     int allowed = 0;
@@ -507,13 +510,7 @@ TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one cl
   const std::string untrusted = "trusted_proxies: []";
   REQUIRE(head.find(untrusted) != std::string::npos);
   head.replace(head.find(untrusted), untrusted.size(), "trusted_proxies: [127.0.0.1]");
-  ProxyStack stack(head + R"(routes:
-  - name: per-ip
-    match: { path: /limited/* }
-    upstream: api
-    limits:
-      - { name: five-per-ip, key: [ip], algorithm: token_bucket, limit: 5, window: 1m }
-)");
+  ProxyStack stack(head + kFivePerIp);
   auto status_for = [&](const std::string& client, int i) {
     const auto response = fetch(stack.port(), make_request("GET", "/limited/" + std::to_string(i),
                                                            {{"X-Forwarded-For", client}}));
