@@ -692,12 +692,14 @@ struct RedisStore::Impl {
                             redis::ErrorKind error) {
     Shared& s = *keep;
     --s.awaiting[client];
-    if (s.queue.empty() || s.flush_posted) return;
+    if (s.queue.empty()) return;
     // Calls that waited behind a batch that timed out have waited for the same silent Redis, up
-    // to that deadline: they fail now rather than start a deadline of their own.
+    // to that deadline: they fail now rather than start a deadline of their own (also when a
+    // flush is already posted: it would send them with a fresh one).
     if (error == redis::ErrorKind::timeout || s.store == nullptr) {
       return fail_queue(s, s.store == nullptr ? kNotConnected : kTimedOut);
     }
+    if (s.flush_posted) return;
     s.flush_posted = true;
     net::post(s.store->executor, [keep] { flush(*keep); });
   }
