@@ -147,9 +147,15 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
         request_parser_({.max_head_bytes = worker.limits.max_header_bytes,
                          .max_request_line = worker.limits.max_target_bytes + 32,
                          .max_fields = worker.limits.max_header_fields}),
-        response_parser_({.max_head_bytes = worker.limits.max_header_bytes,
-                          .max_request_line = worker.limits.max_header_bytes,
+        response_parser_({.max_head_bytes = response_head_limit(worker.limits),
+                          .max_request_line = response_head_limit(worker.limits),
                           .max_fields = worker.limits.max_header_fields}) {}
+
+  // A response head is read into one relay buffer, so it can be no larger, whatever
+  // max_header_bytes allows requests (nginx's default is a page).
+  static std::size_t response_head_limit(const SessionLimits& limits) noexcept {
+    return std::min<std::size_t>(limits.max_header_bytes, RelayBuffers::kBytes);
+  }
 
   ~Session() { gate_.leave(); }
 
@@ -554,7 +560,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     const std::string_view buffered(relay_buffer(), response_bytes_);
     switch (response_parser_.parse(buffered, response_)) {
       case http1::ParseStatus::need_more:
-        if (response_bytes_ >= limits().max_header_bytes) {
+        // Past this the buffer is full: one more read would ask for 0 bytes and get them, forever.
+        if (response_bytes_ >= response_head_limit(limits())) {
           return bad_upstream_response("response head too large");
         }
         return wait_for_upstream_bytes();

@@ -366,6 +366,21 @@ TEST_CASE("malformed upstream responses are a 502 and the client connection goes
   }
 }
 
+TEST_CASE("a response head over 64 KiB is a 502 even when max_header_bytes allows more",
+          "[limits][upstream_response]") {
+  // Requests may have 256 KiB of head here; a response head is read into one 64 KiB buffer.
+  ProxyStack stack(open_config("client: { max_header_bytes: 256KiB }\n"));
+  HttpClient client(stack.port(), 3s);
+  const auto started = Clock::now();
+  const auto response = client.request(make_request("GET", "/raw/huger-head"));
+  INFO("response:\n" << response.raw);
+  CHECK(response.status_line == "HTTP/1.1 502 Bad Gateway");
+  CHECK(milliseconds_since(started) < 2000);
+  const auto next = client.request(make_request("GET", "/after"));
+  CHECK(next.status == 200);
+  CHECK(echoed_target(next) == "/after");
+}
+
 TEST_CASE("a malformed chunk after the response started: truncated, then closed",
           "[limits][upstream_response]") {
   ProxyStack stack(open_config());

@@ -199,6 +199,8 @@ const std::vector<RawResponse>& raw_responses() {
       {"obs-fold", ok + "X-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok", {}, {}},
       {"nul-in-value", ok + "X-Bad: a" + '\0' + "b\r\nContent-Length: 2\r\n\r\nok", {}, {}},
       {"huge-head", ok + many_filler_fields(40, 1000) + "Content-Length: 2\r\n\r\nok", {}, {}},
+      // Larger than a relay buffer (64 KiB) in fewer than 100 fields.
+      {"huger-head", ok + many_filler_fields(80, 1000) + "Content-Length: 2\r\n\r\nok", {}, {}},
       {"switching-protocols",
        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
        {},
