@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <optional>
+#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -18,6 +20,28 @@ namespace {
 tcp::endpoint listen_endpoint(const config::HostPort& listen) {
   const std::string host = listen.host == "localhost" ? "127.0.0.1" : listen.host;
   return {net::ip::make_address(host), listen.port};
+}
+
+// Each client connection can hold a second descriptor (to the upstream), and the soft limit is
+// often 1024 while the hard one is far higher: raise the soft limit towards what max_connections
+// needs, as far as the hard limit allows, and say so when it stays short.
+void raise_open_file_limit(std::size_t max_connections) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) * 2 + 1024;
+  if (limit.rlim_cur >= wanted) return;
+  const rlim_t raised = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (raised > limit.rlim_cur) {
+    rlimit higher = limit;
+    higher.rlim_cur = raised;
+    if (::setrlimit(RLIMIT_NOFILE, &higher) == 0) limit = higher;
+  }
+  if (limit.rlim_cur < wanted) {
+    spdlog::warn(
+        "open file limit is {} (hard limit {}); client.max_connections {} needs about {}: "
+        "past the limit new connections wait (raise it with ulimit -n or LimitNOFILE=)",
+        limit.rlim_cur, limit.rlim_max, max_connections, wanted);
+  }
 }
 
 // The listeners use SO_REUSEPORT, which would let a second sluice on the same port silently take
@@ -117,6 +141,7 @@ int Server::run() {
         std::make_shared<const std::vector<proxy::UpstreamTarget>>(proxy::resolve_upstreams(cfg));
     endpoint = listen_endpoint(cfg.listen);
     ensure_port_free(endpoint);
+    raise_open_file_limit(cfg.client.max_connections);
     if (use_redis) {
       redis_settings = redis_store_settings(cfg.store.redis);
       impl_->redis_monitor = std::make_shared<limit::RedisStoreMonitor>(

@@ -1,3 +1,5 @@
+#include <cerrno>
+#include <chrono>
 #include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
@@ -8,7 +10,7 @@
 namespace sluice::proxy {
 
 Listener::Listener(net::io_context& ioc, const tcp::endpoint& endpoint, Worker& worker)
-    : acceptor_(ioc.get_executor()), worker_(worker) {
+    : acceptor_(ioc.get_executor()), pause_timer_(ioc.get_executor()), worker_(worker) {
   using reuse_port = net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
@@ -27,6 +29,7 @@ void Listener::start() {
 void Listener::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  pause_timer_.cancel();
 }
 
 tcp::endpoint Listener::local_endpoint() const {
@@ -43,14 +46,42 @@ void Listener::accept() {
 void Listener::on_accept(boost::system::error_code ec, Socket socket) {
   if (ec == net::error::operation_aborted) return;  // stopped
   if (ec) {
-    // Out of descriptors or a connection reset before accept: keep serving the others.
-    spdlog::warn("accept failed: {}", ec.message());
-  } else if (worker_.connections.try_enter()) {
-    start_session(std::move(socket), peer_, worker_);
+    const int code = ec.value();
+    if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
+      return pause_accepting(ec);
+    }
+    // A connection reset before it was accepted, and the like: about that one only.
+    spdlog::debug("accept failed: {}", ec.message());
   } else {
-    turn_away(socket);
+    if (failed_accepts_ > 0) {
+      spdlog::info("accepting connections again, after {} failed attempt{}", failed_accepts_,
+                   failed_accepts_ == 1 ? "" : "s");
+      failed_accepts_ = 0;
+    }
+    if (worker_.connections.try_enter()) {
+      start_session(std::move(socket), peer_, worker_);
+    } else {
+      turn_away(socket);
+    }
   }
   accept();
+}
+
+// Out of descriptors or memory: the connection stays in the backlog, so accepting again at once
+// would fail at once, forever, at full CPU. Sessions keep running meanwhile and free descriptors
+// as they end; accepting resumes after a pause (as nginx does).
+void Listener::pause_accepting(const boost::system::error_code& ec) {
+  static constexpr std::chrono::milliseconds kPause{100};
+  if (failed_accepts_++ == 0) {
+    spdlog::warn(
+        "cannot accept connections: {}; trying again every {} ms (see the open file "
+        "limit, ulimit -n, and client.max_connections)",
+        ec.message(), kPause.count());
+  }
+  pause_timer_.expires_after(kPause);
+  pause_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+    if (!wait_ec && self->acceptor_.is_open()) self->accept();
+  });
 }
 
 // Past max_connections a connection is accepted and told why it is closed, rather than left in

@@ -7,12 +7,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -627,6 +630,52 @@ TEST_CASE("connection flood: 2000 idle connections cost little memory and block 
   idle.clear();
   CHECK(stack.sluice().is_running());
   CHECK(fetch(stack.port(), make_request("GET", "/after-the-flood")).status == 200);
+}
+
+// CPU time (user + system) a process has used so far, in clock ticks.
+std::uint64_t cpu_ticks(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start after its ')'.
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  std::uint64_t utime = 0;
+  std::uint64_t stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return utime + stime;
+}
+
+TEST_CASE("out of descriptors: sluice pauses accepting instead of spinning, then recovers",
+          "[hostile][flood]") {
+  ProxyStack stack(open_config());
+  REQUIRE(fetch(stack.port(), make_request("GET", "/before")).status == 200);
+  // Lower sluice's own limit (soft and hard, so it cannot raise it again) to a few dozen.
+  const pid_t pid = stack.sluice().pid();
+  const rlimit tight{48, 48};
+  REQUIRE(::prlimit(pid, RLIMIT_NOFILE, &tight, nullptr) == 0);
+
+  std::vector<HttpClient> held;
+  for (int i = 0; i < 60; ++i)
+    held.emplace_back(stack.port(), 2s);  // the kernel completes each handshake; sluice cannot
+  std::this_thread::sleep_for(300ms);     // accept the last ones: EMFILE
+  const auto ticks_before = cpu_ticks(pid);
+  std::this_thread::sleep_for(1s);
+  const auto ticks = cpu_ticks(pid) - ticks_before;
+  INFO("sluice used " << ticks << " ticks in 1 s while out of descriptors\n" << stack.log_tail());
+  CHECK(ticks < 20);  // a spinning accept loop would use about a second's worth (100)
+  CHECK(count_of(stack.sluice().stdout_text() + stack.sluice().stderr_text(),
+                 "cannot accept connections") == 1);
+  CHECK(stack.sluice().is_running());
+
+  held.clear();  // descriptors come back as these sessions end
+  const auto response = fetch(stack.port(), make_request("GET", "/after"));
+  CHECK(response.status == 200);
+  std::this_thread::sleep_for(200ms);
+  CHECK(count_of(stack.sluice().stdout_text() + stack.sluice().stderr_text(),
+                 "accepting connections again") == 1);
 }
 
 }  // namespace

@@ -29,14 +29,6 @@ using Clock = std::chrono::steady_clock;
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-std::size_t count_of(std::string_view text, std::string_view what) {
-  std::size_t count = 0;
-  for (auto at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 // Checks a response sluice wrote itself: the status, and the contract's JSON error shape.
 void check_sluice_error(const Response& response, int status, std::string_view error,
                         std::optional<std::string_view> route = std::nullopt) {

@@ -451,6 +451,14 @@ boost::json::object upstream_stats(std::uint16_t upstream_port) {
   return parse_json(response.body).as_object();
 }
 
+std::size_t count_of(std::string_view text, std::string_view what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
 std::size_t count_target(const boost::json::object& stats, std::string_view target) {
   const auto& targets = stats.at("targets").as_array();
   return static_cast<std::size_t>(std::count_if(targets.begin(), targets.end(), [&](const auto& t) {

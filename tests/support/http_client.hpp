@@ -127,4 +127,7 @@ boost::json::object upstream_stats(std::uint16_t upstream_port);
 // How often `target` appears in `stats.targets` (the upstream's last 100 request targets).
 std::size_t count_target(const boost::json::object& stats, std::string_view target);
 
+// How often `what` occurs in `text`, overlapping occurrences included.
+std::size_t count_of(std::string_view text, std::string_view what);
+
 }  // namespace sluice::test

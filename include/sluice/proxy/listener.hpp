@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -23,8 +24,11 @@ class Listener : public std::enable_shared_from_this<Listener> {
   void accept();
   void on_accept(boost::system::error_code ec, Socket socket);
   void turn_away(Socket& socket);
+  void pause_accepting(const boost::system::error_code& ec);
 
   Acceptor acceptor_;
+  SteadyTimer pause_timer_;
+  std::uint64_t failed_accepts_ = 0;  // since accepting last worked: logged once per episode
   Worker& worker_;
   tcp::endpoint peer_;               // filled by each accept: saves a getpeername per connection
   std::string overloaded_response_;  // rendered once: sent to connections past max_connections
