@@ -195,13 +195,14 @@ void walk_forwarded(std::string_view header, HopWalk& walk) noexcept {
 }  // namespace
 
 IpAddress client_ip(const IpAddress& peer, std::span<const Cidr> trusted_proxies,
-                    std::string_view x_forwarded_for, std::string_view forwarded) noexcept {
+                    std::string_view header, ForwardingHeader kind) noexcept {
   if (!is_trusted(peer, trusted_proxies)) return peer;
   HopWalk walk(peer, trusted_proxies);
-  if (!trim(forwarded).empty()) {
-    walk_forwarded(forwarded, walk);
-  } else if (!trim(x_forwarded_for).empty()) {
-    walk_x_forwarded_for(x_forwarded_for, walk);
+  if (trim(header).empty()) return walk.result();
+  if (kind == ForwardingHeader::forwarded) {
+    walk_forwarded(header, walk);
+  } else {
+    walk_x_forwarded_for(header, walk);
   }
   return walk.result();
 }

@@ -49,8 +49,8 @@ constexpr std::int64_t kMinIpv6Prefix = 32;
 constexpr std::int64_t kMaxStoreKeys = 1'000'000'000;
 
 constexpr std::string_view kTopKeys[] = {
-    "listen", "threads",   "trusted_proxies", "ipv6_prefix",          "headers", "client",
-    "store",  "upstreams", "identities",      "case_sensitive_paths", "routes"};
+    "listen", "threads", "trusted_proxies", "client_ip_header", "ipv6_prefix",          "headers",
+    "client", "store",   "upstreams",       "identities",       "case_sensitive_paths", "routes"};
 constexpr std::string_view kClientKeys[] = {"max_connections", "max_header_bytes", "max_uri_bytes",
                                             "max_body",        "header_timeout",   "idle_timeout",
                                             "body_timeout",    "send_timeout"};
@@ -647,6 +647,7 @@ class Loader {
       config_.threads = hardware_threads();
     }
     if (const Field* f = find(fields, "trusted_proxies")) load_trusted_proxies(*f);
+    if (const Field* f = find(fields, "client_ip_header")) load_client_ip_header(*f);
     if (const Field* f = find(fields, "ipv6_prefix")) load_ipv6_prefix(*f);
     if (const Field* f = find(fields, "headers")) load_headers(*f);
     if (const Field* f = find(fields, "store")) load_store(*f);
@@ -714,6 +715,22 @@ class Loader {
                                  " in 'trusted_proxies' (e.g. 10.0.0.0/8, 2001:db8::/32, "
                                  "192.168.1.7)");
       }
+    }
+  }
+
+  void load_client_ip_header(const Field& f) {
+    const auto text = scalar(f, "X-Forwarded-For or Forwarded");
+    if (!text) return;
+    const std::string name = to_lower(*text);
+    if (name == "x-forwarded-for") {
+      config_.client_ip_header = classify::ForwardingHeader::x_forwarded_for;
+    } else if (name == "forwarded") {
+      config_.client_ip_header = classify::ForwardingHeader::forwarded;
+    } else {
+      error(f.value_mark,
+            "'client_ip_header' must be X-Forwarded-For or Forwarded (the header your "
+            "trusted proxies write), found " +
+                quoted(*text));
     }
   }
 

@@ -161,6 +161,11 @@ std::string summarize(const Config& config) {
     if (i > 0) out += ", ";
     out += format_cidr(config.trusted_proxies[i]);
   }
+  if (!config.trusted_proxies.empty()) {
+    out += config.client_ip_header == classify::ForwardingHeader::forwarded
+               ? " (the client from Forwarded)"
+               : " (the client from X-Forwarded-For)";
+  }
   out += "\n";
   out += config.ipv6_prefix >= 128
              ? "ip keys per address\n"

@@ -53,6 +53,11 @@ classify::IpAddress to_ip(const net::ip::address& address) {
   return ip;
 }
 
+std::string_view forwarding_header_name(const config::Config& cfg) noexcept {
+  return cfg.client_ip_header == classify::ForwardingHeader::forwarded ? "Forwarded"
+                                                                       : "X-Forwarded-For";
+}
+
 // A connection the peer ended, as opposed to one that broke in some other way.
 bool is_disconnect(const error_code& ec) {
   return ec == net::error::eof || ec == net::error::connection_reset ||
@@ -328,8 +333,10 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
         .method = request_.method,
         .path = routing,
         .client = classify::client_ip(peer_, cfg.trusted_proxies,
-                                      request_.joined("X-Forwarded-For", scratch_),
-                                      request_.joined("Forwarded", scratch2_)),
+                                      cfg.trusted_proxies.empty()
+                                          ? std::string_view()
+                                          : request_.joined(forwarding_header_name(cfg), scratch_),
+                                      cfg.client_ip_header),
         .headers = &headers,
     };
     const std::size_t n = route_->limits.size();
@@ -904,7 +911,6 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   std::string forward_target_;
   std::string routing_path_;  // see classify::routing_path; used only when the path has "%2F"
   std::string scratch_;
-  std::string scratch2_;
 
   // Deciding.
   classify::KeyBuilder key_builder_;

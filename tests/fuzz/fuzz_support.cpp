@@ -275,10 +275,19 @@ void Classifier::classify(const RequestInput& request, Classification& out) {
   require(out.route == reference_route(*config_, request.method, out.path),
           "the router picks the first route, in file order, accepting the method and the path");
 
-  out.client = classify::client_ip(request.peer, config_->trusted_proxies, request.x_forwarded_for,
-                                   request.forwarded);
+  using classify::ForwardingHeader;
+  const bool forwarded = config_->client_ip_header == ForwardingHeader::forwarded;
+  out.client = classify::client_ip(request.peer, config_->trusted_proxies,
+                                   forwarded ? request.forwarded : request.x_forwarded_for,
+                                   config_->client_ip_header);
+  // The other header's parser sees its line too, whatever the config reads.
+  const classify::IpAddress other = classify::client_ip(
+      request.peer, config_->trusted_proxies,
+      forwarded ? request.x_forwarded_for : request.forwarded,
+      forwarded ? ForwardingHeader::x_forwarded_for : ForwardingHeader::forwarded);
   if (!is_trusted(request.peer)) {
-    require(out.client == request.peer, "headers from an untrusted peer change the client IP");
+    require(out.client == request.peer && other == request.peer,
+            "headers from an untrusted peer change the client IP");
   }
   if (out.route == nullptr || out.route->limits.empty()) return;
 

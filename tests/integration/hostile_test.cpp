@@ -507,13 +507,18 @@ TEST_CASE("spoofing: rotating X-Forwarded-For or Forwarded from an untrusted pee
   CHECK(upstream_requests(stats) == 5);
 }
 
-TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one client",
-          "[hostile][spoofing]") {
+// sluice behind a trusted proxy at 127.0.0.1 (the test itself), with kFivePerIp; `settings` are
+// more top-level lines.
+std::string behind_trusted_proxy(std::string_view settings = "") {
   std::string head = config_head();
   const std::string untrusted = "trusted_proxies: []";
-  REQUIRE(head.find(untrusted) != std::string::npos);
   head.replace(head.find(untrusted), untrusted.size(), "trusted_proxies: [127.0.0.1]");
-  ProxyStack stack(head + kFivePerIp);
+  return head + std::string(settings) + kFivePerIp;
+}
+
+TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one client",
+          "[hostile][spoofing]") {
+  ProxyStack stack(behind_trusted_proxy());
   auto status_for = [&](const std::string& client, int i) {
     const auto response = fetch(stack.port(), make_request("GET", "/limited/" + std::to_string(i),
                                                            {{"X-Forwarded-For", client}}));
@@ -534,6 +539,41 @@ TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one cl
   CHECK(status_for("2001:db8:1:3::1", 100) == 200);
   CHECK(status_for("198.51.100.1", 101) == 200);
   CHECK(status_for("198.51.100.2", 102) == 200);
+}
+
+TEST_CASE("behind a trusted proxy only client_ip_header is believed: the other is the client's",
+          "[hostile][spoofing]") {
+  // Most proxies append to X-Forwarded-For and pass a client's own Forwarded through untouched
+  // (and the other way round): the header they do not write is whatever the client says.
+  struct Case {
+    const char* name;
+    const char* settings;
+    const char* proxy_header;   // written by the trusted proxy: the real client
+    const char* client_header;  // passed through from the client, rotating
+    std::string (*spoof)(int);
+  };
+  const Case cases[] = {
+      {"X-Forwarded-For (the default)", "", "X-Forwarded-For", "Forwarded",
+       [](int i) { return "for=198.51.100." + std::to_string(i); }},
+      {"Forwarded", "client_ip_header: Forwarded\n", "Forwarded", "X-Forwarded-For",
+       [](int i) { return "198.51.100." + std::to_string(i); }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      ProxyStack stack(behind_trusted_proxy(c.settings));
+      const std::string real =
+          std::string_view(c.proxy_header) == "Forwarded" ? "for=203.0.113.7" : "203.0.113.7";
+      int allowed = 0;
+      for (int i = 0; i < 20; ++i) {
+        const auto response = fetch(
+            stack.port(), make_request("GET", "/limited/" + std::to_string(i),
+                                       {{c.client_header, c.spoof(i)}, {c.proxy_header, real}}));
+        INFO("request " << i << ":\n" << response.raw);
+        if (response.status == 200) ++allowed;
+      }
+      CHECK(allowed == 5);
+    }
+  }
 }
 
 // ---- slow and numerous clients ---------------------------------------------------------------

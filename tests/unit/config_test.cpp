@@ -182,6 +182,7 @@ routes:
   CHECK(c->trusted_proxies.empty());
   CHECK(c->ipv6_prefix == 64);
   CHECK(c->routes[1].limits[0].key[0].alternatives[0].ipv6_prefix == 64);
+  CHECK(c->client_ip_header == sluice::classify::ForwardingHeader::x_forwarded_for);
   CHECK(c->headers == HeaderStyle::both);
   CHECK(c->store.type == StoreType::memory);
   CHECK(c->store.max_keys == 1'000'000);
@@ -281,6 +282,10 @@ TEST_CASE("listen accepts IP literals and localhost", "[config]") {
   CHECK(parts[0].alternatives[1].ipv6_prefix == 56);
   CHECK(parts[1].alternatives[0].ipv6_prefix == 56);
   CHECK(load_ok(with_setting("ipv6_prefix: 128"))->ipv6_prefix == 128);
+  CHECK(load_ok(with_setting("client_ip_header: Forwarded"))->client_ip_header ==
+        sluice::classify::ForwardingHeader::forwarded);
+  CHECK(load_ok(with_setting("client_ip_header: x-forwarded-for"))->client_ip_header ==
+        sluice::classify::ForwardingHeader::x_forwarded_for);
   CHECK(load_ok(with_setting("headers: none"))->headers == HeaderStyle::none);
   CHECK(load_ok(with_setting("headers: legacy"))->headers == HeaderStyle::legacy);
   CHECK(load_ok(with_setting("trusted_proxies:"))->trusted_proxies.empty());
@@ -344,8 +349,8 @@ TEST_CASE("unknown keys are reported everywhere, with a suggestion when one is c
         "t.yaml:1:1: unknown key 'thread' at the top level (did you mean 'threads'?)");
   CHECK(only_error(with_setting("colour: blue")) ==
         "t.yaml:1:1: unknown key 'colour' at the top level; expected one of listen, threads, "
-        "trusted_proxies, ipv6_prefix, headers, client, store, upstreams, identities, "
-        "case_sensitive_paths, routes");
+        "trusted_proxies, client_ip_header, ipv6_prefix, headers, client, store, upstreams, "
+        "identities, case_sensitive_paths, routes");
   CHECK(only_error(with_setting("store: { type: memory, max_key: 5 }")) ==
         "t.yaml:1:24: unknown key 'max_key' in 'store' (did you mean 'max_keys'?)");
   CHECK(only_error(with_route("{ name: r, match: { path: /r, method: [GET] }, upstream: api }")) ==
@@ -610,6 +615,9 @@ TEST_CASE("top-level settings are checked", "[config]") {
         "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '0'");
   CHECK(only_error(with_setting("threads: 257")) ==
         "t.yaml:1:10: 'threads' must be 'auto' or a number from 1 to 256, found '257'");
+  CHECK(only_error(with_setting("client_ip_header: X-Real-IP")) ==
+        "t.yaml:1:19: 'client_ip_header' must be X-Forwarded-For or Forwarded (the header your "
+        "trusted proxies write), found 'X-Real-IP'");
   CHECK(only_error(with_setting("ipv6_prefix: 16")) ==
         "t.yaml:1:14: 'ipv6_prefix' must be a prefix length from 32 to 128 (128: every address "
         "on its own), found '16'");
@@ -833,7 +841,7 @@ routes:
   CHECK(summarize(*c) ==
         "t.yaml is valid\n"
         "listen 127.0.0.1:8080 · 2 threads · memory store (max 1000000 keys) · headers: both\n"
-        "trusted proxies 10.0.0.0/8\n"
+        "trusted proxies 10.0.0.0/8 (the client from X-Forwarded-For)\n"
         "ip keys IPv4 per address, IPv6 per /64\n"
         "identities user (X-User-Id)\n"
         "upstreams\n"

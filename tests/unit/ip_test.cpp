@@ -226,74 +226,82 @@ TEST_CASE("Cidr::parse and contains", "[ip]") {
   }
 }
 
+constexpr auto kXff = sluice::classify::ForwardingHeader::x_forwarded_for;
+constexpr auto kForwarded = sluice::classify::ForwardingHeader::forwarded;
+
 TEST_CASE("client_ip follows trusted proxies only", "[ip][client_ip]") {
   const auto trusted = cidrs({"10.0.0.0/8", "2001:db8:ffff::/48"});
   const IpAddress proxy = ip("10.0.0.1");
 
   SECTION("an untrusted peer is the client, whatever it claims") {
-    CHECK(client_ip(ip("203.0.113.9"), trusted, "1.1.1.1", "") == ip("203.0.113.9"));
-    CHECK(client_ip(ip("203.0.113.9"), trusted, "", "for=1.1.1.1") == ip("203.0.113.9"));
-    CHECK(client_ip(ip("203.0.113.9"), {}, "1.1.1.1", "") == ip("203.0.113.9"));
+    CHECK(client_ip(ip("203.0.113.9"), trusted, "1.1.1.1", kXff) == ip("203.0.113.9"));
+    CHECK(client_ip(ip("203.0.113.9"), trusted, "for=1.1.1.1", kForwarded) == ip("203.0.113.9"));
+    CHECK(client_ip(ip("203.0.113.9"), {}, "1.1.1.1", kXff) == ip("203.0.113.9"));
   }
   SECTION("a trusted peer without forwarding headers is the client") {
-    CHECK(client_ip(proxy, trusted, "", "") == proxy);
-    CHECK(client_ip(proxy, trusted, "  ", "") == proxy);
+    CHECK(client_ip(proxy, trusted, "", kXff) == proxy);
+    CHECK(client_ip(proxy, trusted, "  ", kXff) == proxy);
   }
   SECTION("the rightmost untrusted X-Forwarded-For entry is the client") {
-    CHECK(client_ip(proxy, trusted, "198.51.100.7", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "198.51.100.7", kXff) == ip("198.51.100.7"));
     // The left entry was written by the client and may be forged.
-    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7", "") == ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, "6.6.6.6,198.51.100.7", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7", kXff) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "6.6.6.6,198.51.100.7", kXff) == ip("198.51.100.7"));
   }
   SECTION("a chain of trusted proxies is skipped") {
-    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7, 10.1.1.1, 10.2.2.2", "") ==
+    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7, 10.1.1.1, 10.2.2.2", kXff) ==
           ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, "198.51.100.7, 2001:db8:ffff::5", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "198.51.100.7, 2001:db8:ffff::5", kXff) == ip("198.51.100.7"));
   }
   SECTION("several header lines joined with a comma") {
-    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7, 10.1.1.1", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "6.6.6.6, 198.51.100.7, 10.1.1.1", kXff) == ip("198.51.100.7"));
   }
   SECTION("when every entry is trusted, the leftmost one is the client") {
-    CHECK(client_ip(proxy, trusted, "10.9.9.9, 10.1.1.1", "") == ip("10.9.9.9"));
+    CHECK(client_ip(proxy, trusted, "10.9.9.9, 10.1.1.1", kXff) == ip("10.9.9.9"));
   }
   SECTION("an unparsable entry stops the walk at the hop that reported it") {
-    CHECK(client_ip(proxy, trusted, "198.51.100.7, garbage, 10.1.1.1", "") == ip("10.1.1.1"));
-    CHECK(client_ip(proxy, trusted, "198.51.100.7, unknown", "") == proxy);
-    CHECK(client_ip(proxy, trusted, "198.51.100.7, , 10.1.1.1", "") == ip("10.1.1.1"));
-    CHECK(client_ip(proxy, trusted, "198.51.100.7,", "") == proxy);
-    CHECK(client_ip(proxy, trusted, "garbage", "") == proxy);
+    CHECK(client_ip(proxy, trusted, "198.51.100.7, garbage, 10.1.1.1", kXff) == ip("10.1.1.1"));
+    CHECK(client_ip(proxy, trusted, "198.51.100.7, unknown", kXff) == proxy);
+    CHECK(client_ip(proxy, trusted, "198.51.100.7, , 10.1.1.1", kXff) == ip("10.1.1.1"));
+    CHECK(client_ip(proxy, trusted, "198.51.100.7,", kXff) == proxy);
+    CHECK(client_ip(proxy, trusted, "garbage", kXff) == proxy);
     // Garbage further left than the first untrusted address does not matter.
-    CHECK(client_ip(proxy, trusted, "garbage, 198.51.100.7, 10.1.1.1", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "garbage, 198.51.100.7, 10.1.1.1", kXff) == ip("198.51.100.7"));
   }
   SECTION("ports and brackets are stripped, whitespace ignored") {
-    CHECK(client_ip(proxy, trusted, "198.51.100.7:8080", "") == ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, " [2001:db8::1]:443 ", "") == ip("2001:db8::1"));
-    CHECK(client_ip(proxy, trusted, "[2001:db8::1]", "") == ip("2001:db8::1"));
-    CHECK(client_ip(proxy, trusted, "\t2001:db8::1\t, 10.1.1.1:80", "") == ip("2001:db8::1"));
-    CHECK(client_ip(proxy, trusted, "::ffff:198.51.100.7", "") == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "198.51.100.7:8080", kXff) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, " [2001:db8::1]:443 ", kXff) == ip("2001:db8::1"));
+    CHECK(client_ip(proxy, trusted, "[2001:db8::1]", kXff) == ip("2001:db8::1"));
+    CHECK(client_ip(proxy, trusted, "\t2001:db8::1\t, 10.1.1.1:80", kXff) == ip("2001:db8::1"));
+    CHECK(client_ip(proxy, trusted, "::ffff:198.51.100.7", kXff) == ip("198.51.100.7"));
     // A malformed port is not an address.
-    CHECK(client_ip(proxy, trusted, "198.51.100.7:http", "") == proxy);
-    CHECK(client_ip(proxy, trusted, "[2001:db8::1]443", "") == proxy);
+    CHECK(client_ip(proxy, trusted, "198.51.100.7:http", kXff) == proxy);
+    CHECK(client_ip(proxy, trusted, "[2001:db8::1]443", kXff) == proxy);
   }
   SECTION("Forwarded: for= values, quoted IPv6 with port, other parameters ignored") {
-    CHECK(client_ip(proxy, trusted, "", "for=198.51.100.7") == ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, "", R"(for="[2001:db8::1]:4711")") == ip("2001:db8::1"));
-    CHECK(client_ip(proxy, trusted, "", R"(For="198.51.100.7:80";proto=https;by=10.0.0.1)") ==
-          ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, "",
-                    R"(for=6.6.6.6, for=198.51.100.7;proto=http, for="10.1.1.1")") ==
-          ip("198.51.100.7"));
-    CHECK(client_ip(proxy, trusted, "", "for=10.9.9.9, for=10.1.1.1") == ip("10.9.9.9"));
+    CHECK(client_ip(proxy, trusted, "for=198.51.100.7", kForwarded) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, R"(for="[2001:db8::1]:4711")", kForwarded) ==
+          ip("2001:db8::1"));
+    CHECK(client_ip(proxy, trusted, R"(For="198.51.100.7:80";proto=https;by=10.0.0.1)",
+                    kForwarded) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, R"(for=6.6.6.6, for=198.51.100.7;proto=http, for="10.1.1.1")",
+                    kForwarded) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "for=10.9.9.9, for=10.1.1.1", kForwarded) == ip("10.9.9.9"));
   }
   SECTION("Forwarded: unknown or obfuscated nodes stop the walk") {
-    CHECK(client_ip(proxy, trusted, "", "for=unknown, for=10.1.1.1") == ip("10.1.1.1"));
-    CHECK(client_ip(proxy, trusted, "", "for=_hidden") == proxy);
-    CHECK(client_ip(proxy, trusted, "", "proto=https") == proxy);
-    CHECK(client_ip(proxy, trusted, "", "for=198.51.100.7, by=10.1.1.1") == proxy);
+    CHECK(client_ip(proxy, trusted, "for=unknown, for=10.1.1.1", kForwarded) == ip("10.1.1.1"));
+    CHECK(client_ip(proxy, trusted, "for=_hidden", kForwarded) == proxy);
+    CHECK(client_ip(proxy, trusted, "proto=https", kForwarded) == proxy);
+    CHECK(client_ip(proxy, trusted, "for=198.51.100.7, by=10.1.1.1", kForwarded) == proxy);
     // A comma inside a quoted value does not split the element.
-    CHECK(client_ip(proxy, trusted, "", R"(for=198.51.100.7, for="6.6.6.6, 10.1.1.1")") == proxy);
+    CHECK(client_ip(proxy, trusted, R"(for=198.51.100.7, for="6.6.6.6, 10.1.1.1")", kForwarded) ==
+          proxy);
   }
-  SECTION("Forwarded is preferred over X-Forwarded-For") {
-    CHECK(client_ip(proxy, trusted, "6.6.6.6", "for=198.51.100.7") == ip("198.51.100.7"));
+  SECTION("the header read is the one named, never the other") {
+    // A proxy that appends to X-Forwarded-For passes a client's own Forwarded through: with
+    // X-Forwarded-For configured, that Forwarded is never seen (the caller passes only the one).
+    CHECK(client_ip(proxy, trusted, "198.51.100.7", kXff) == ip("198.51.100.7"));
+    CHECK(client_ip(proxy, trusted, "for=6.6.6.6", kXff) == proxy);         // not an address list
+    CHECK(client_ip(proxy, trusted, "198.51.100.7", kForwarded) == proxy);  // no for= node
   }
 }

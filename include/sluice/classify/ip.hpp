@@ -37,11 +37,16 @@ struct Cidr {
   bool contains(const IpAddress& ip) const noexcept;
 };
 
+// The header trusted proxies report the client in. Only one is ever read: most proxies append to
+// X-Forwarded-For and pass a client's own Forwarded through untouched, so reading both would let
+// a client name itself.
+enum class ForwardingHeader : std::uint8_t { x_forwarded_for, forwarded };
+
 // The client's address: the socket peer, unless the peer is a trusted proxy; then the rightmost
-// address of Forwarded (for=) or, if Forwarded is absent, X-Forwarded-For that is not itself a
+// address in `header` (the value of the `kind` header, its lines joined) that is not itself a
 // trusted proxy. Headers from untrusted peers are ignored entirely. An unparsable hop stops the
 // walk at the last trusted address seen, so garbage never becomes an identity.
 IpAddress client_ip(const IpAddress& peer, std::span<const Cidr> trusted_proxies,
-                    std::string_view x_forwarded_for, std::string_view forwarded) noexcept;
+                    std::string_view header, ForwardingHeader kind) noexcept;
 
 }  // namespace sluice::classify

@@ -143,6 +143,7 @@ struct Config {
   HostPort listen{"0.0.0.0", 8080};
   unsigned threads = 0;  // resolved: "auto" becomes the number of cores
   std::vector<classify::Cidr> trusted_proxies;
+  classify::ForwardingHeader client_ip_header = classify::ForwardingHeader::x_forwarded_for;
   // The `ip` key part keys an IPv6 client by its /ipv6_prefix network: one host commonly holds a
   // whole /64, and could otherwise rotate through 2^64 fresh budgets. IPv4: per address.
   std::uint8_t ipv6_prefix = 64;
