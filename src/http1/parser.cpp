@@ -577,6 +577,11 @@ bool is_single_authority(std::string_view host) noexcept {
 
 }  // namespace
 
+bool is_idempotent(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
 std::string_view describe(HeadError error) noexcept {
   switch (error) {
     case HeadError::none:

@@ -425,6 +425,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void acquire_upstream() {
     retried_ = false;
+    interim_seen_ = false;
     upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_);
     if (upstream_reused_) return send_request_head();
     connect_upstream();
@@ -581,6 +582,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       // sluice never forwards Upgrade, so a 101 is a broken upstream. Other interim responses
       // (100 Continue, 103 Early Hints) are optional: dropped, and the final one awaited.
       if (response_.status == 101) return bad_upstream_response("unrequested 101");
+      interim_seen_ = true;
       response_bytes_ -= response_.head_bytes;
       std::memmove(relay_buffer(), relay_buffer() + response_.head_bytes, response_bytes_);
       response_parser_.reset(head_request_);
@@ -731,10 +733,12 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     const bool timed_out = take_timeout();
     drop_upstream();
     // A pooled connection the upstream closed while idle fails on first use. A request sent whole
-    // in the first write is still in input_ and safe to send again, once, on a fresh connection.
+    // in the first write is still in input_ and can be sent again, once, on a fresh connection;
+    // but only an idempotent one (RFC 9110 9.2.2, RFC 9112 9.3.1): the upstream may have acted on
+    // it before the connection broke, and did if it answered 100 Continue or 103 first.
     const bool stale = upstream_reused_ && !timed_out && is_disconnect(ec) &&
-                       response_bytes_ == 0 && !response_started_;
-    if (stale && !retried_ && !body_streamed_) {
+                       response_bytes_ == 0 && !response_started_ && !interim_seen_;
+    if (stale && !retried_ && !body_streamed_ && http1::is_idempotent(request_.method)) {
       retried_ = true;
       upstream_reused_ = false;
       if (request_.framing == http1::Framing::chunked) chunked_.reset();
@@ -929,6 +933,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   bool upstream_reused_ = false;
   bool upstream_reusable_ = false;
   bool retried_ = false;
+  bool interim_seen_ = false;  // this exchange's upstream answered 1xx before its final response
 
   // The response.
   http1::ResponseParser response_parser_;

@@ -459,6 +459,29 @@ TEST_CASE("upstreams.idle_timeout: pooled connections are closed after it, dead 
   }
 }
 
+TEST_CASE("a pooled connection dropped under a request: GET is sent again, POST is a 502",
+          "[limits][upstream_response]") {
+  ProxyStack stack(open_config());
+  HttpClient client(stack.port(), 3s);
+  // The upstream will read this connection's next request and close it unanswered.
+  const auto first = client.request(make_request("GET", "/raw/drop-next"));
+  REQUIRE(first.status == 200);
+  SECTION("an idempotent request goes again on a fresh connection") {
+    const auto response = client.request(make_request("GET", "/again"));
+    INFO(response.raw);
+    REQUIRE(response.status == 200);
+    CHECK(echoed_target(response) == "/again");
+    CHECK(upstream_connection(response) != upstream_connection(first));
+    CHECK(count_target(upstream_stats(stack.upstream_port()), "/again") == 2);
+  }
+  SECTION("a POST is not: the upstream may have acted on it") {
+    const auto response = client.request(make_request("POST", "/once", {}, "order=1"));
+    INFO(response.raw);
+    CHECK(response.status == 502);
+    CHECK(count_target(upstream_stats(stack.upstream_port()), "/once") == 1);
+  }
+}
+
 // ---- close-delimited bodies and HTTP/1.0 -----------------------------------------------------
 
 TEST_CASE("a close-delimited upstream body: chunked to HTTP/1.1, close-delimited to HTTP/1.0",

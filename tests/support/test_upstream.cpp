@@ -218,6 +218,9 @@ const std::vector<RawResponse>& raw_responses() {
        true},
       // A keep-alive response, then the close of an idle connection (as Node's keepAliveTimeout).
       {"close-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), {}},
+      // A keep-alive response; the connection's next request is read and left unanswered, the
+      // connection closed (the race of an idle timeout with a reused connection).
+      {"drop-next", ok + "Content-Length: 5\r\n\r\nhello", {}, {}, true},
   };
   return responses;
 }
@@ -273,6 +276,16 @@ class ConnectionHandler {
         co_return;
       }
       auto& request = parser.get();
+      if (drop_next_request_) {
+        // As an upstream whose idle timeout fired just as this request arrived: read, unanswered.
+        std::cout << "connection " << id_ << " request " << request_number << ": "
+                  << request.method_string() << " " << request.target() << " dropped unanswered"
+                  << std::endl;
+        stats_.record(std::string(request.target()));
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        co_return;
+      }
 
       if (iequals(request[http::field::expect], "100-continue")) {
         http::response<http::empty_body> go_on{http::status::continue_, request.version()};
@@ -312,6 +325,7 @@ class ConnectionHandler {
                      path.starts_with("/raw/") ? find_raw_response(path.substr(5)) : nullptr) {
         ec = co_await send_raw(*raw);
         keep_alive = keep_alive && raw->keep_open;
+        drop_next_request_ = raw->name == "drop-next";
       } else if (path.starts_with("/upload")) {
         ec = co_await send_json(http::status::ok, request.version(), keep_alive,
                                 "{\"bodyBytes\":" + std::to_string(body.bytes) +
@@ -470,6 +484,7 @@ class ConnectionHandler {
   beast::flat_buffer buffer_;
   Stats& stats_;
   std::uint64_t id_;
+  bool drop_next_request_ = false;  // after /raw/drop-next
   std::vector<char> piece_;
   std::vector<char> pattern_;
 };

@@ -994,3 +994,12 @@ TEST_CASE("More fields than max_fields fail before the head is complete", "[http
   CHECK(parser.parse(text, head) == ParseStatus::error);
   CHECK(parser.error() == HeadError::head_too_large);
 }
+
+TEST_CASE("is_idempotent: the methods RFC 9110 lets a proxy retry", "[http1]") {
+  for (const char* method : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}) {
+    CHECK(sluice::http1::is_idempotent(method));
+  }
+  for (const char* method : {"POST", "PATCH", "CONNECT", "get", "PROPFIND", ""}) {
+    CHECK_FALSE(sluice::http1::is_idempotent(method));
+  }
+}

@@ -40,6 +40,10 @@ enum class HeadError : std::uint8_t {
 // A short human-readable reason, used as the message of a 400 answer.
 std::string_view describe(HeadError error) noexcept;
 
+// GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 9.2.2): methods a client may send twice
+// with the effect of once, so a proxy may retry them. Method names are case-sensitive.
+bool is_idempotent(std::string_view method) noexcept;
+
 struct HeadLimits {
   std::size_t max_head_bytes = 32 * 1024;  // request/status line + fields + blank line
   std::size_t max_request_line = 8 * 1024 + 32;
