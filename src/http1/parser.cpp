@@ -615,6 +615,14 @@ std::string_view MessageHead::field(std::string_view name) const noexcept {
   return {};
 }
 
+std::size_t MessageHead::count(std::string_view name) const noexcept {
+  std::size_t n = 0;
+  for (const Field& f : fields) {
+    if (iequals(f.name, name)) ++n;
+  }
+  return n;
+}
+
 std::string_view MessageHead::joined(std::string_view name, std::string& storage) const {
   // Empty values add nothing to a list, so they leave no empty element behind.
   const Field* first = nullptr;

@@ -206,6 +206,24 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     if (upstream_.is_open()) upstream_.cancel(ec);
   }
 
+  // A key is built from the first copy of a header, while the upstream gets every copy and may
+  // believe the last: sending "X-API-Key: <random>" before the real one would buy a fresh budget
+  // per request. Two readings of one request are refused, as everywhere else.
+  bool repeats_a_key_header() const noexcept {
+    using Kind = config::KeySource::Kind;
+    for (const config::Limit& limit : route_->limits) {
+      for (const config::KeyPart& part : limit.key) {
+        for (const config::KeySource& source : part.alternatives) {
+          if ((source.kind == Kind::identity || source.kind == Kind::header) &&
+              request_.count(source.header) > 1) {
+            return true;
+          }
+        }
+      }
+    }
+    return false;
+  }
+
   // Reads the flag and clears it: the next step starts a fresh deadline.
   bool take_timeout() noexcept { return std::exchange(timed_out_, false); }
 
@@ -327,6 +345,12 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       return reply({.kind = ErrorKind::payload_too_large, .route = route_->name}, true);
     }
     if (route_->limits.empty()) return forward();
+    if (repeats_a_key_header()) {
+      return reply({.kind = ErrorKind::bad_request,
+                    .message = "A header a rate limit is keyed on was sent more than once",
+                    .route = route_->name},
+                   true);
+    }
 
     const HeadLookup headers(request_);
     classify::RequestView view{

@@ -576,6 +576,39 @@ TEST_CASE("behind a trusted proxy only client_ip_header is believed: the other i
   }
 }
 
+TEST_CASE("a header a limit is keyed on, sent twice, is a 400: no budget per decoy copy",
+          "[hostile][spoofing]") {
+  ProxyStack stack(config_head() + R"(identities: { api_key: { header: X-API-Key } }
+routes:
+  - name: keyed
+    match: { path: /keyed/* }
+    upstream: api
+    limits:
+      - { name: per-key, key: [api_key], algorithm: token_bucket, limit: 5, window: 1m }
+      - { name: per-tenant, key: ["header:X-Tenant"], algorithm: token_bucket, limit: 50, window: 1m }
+  - name: open
+    match: { path: /open/* }
+    upstream: api
+)");
+  // An upstream that believes the last copy would see the real key every time.
+  for (const auto& headers : std::vector<std::vector<Header>>{
+           {{"X-API-Key", "decoy-1"}, {"X-API-Key", "real"}},
+           {{"X-API-Key", "real"}, {"X-Tenant", "a"}, {"x-tenant", "b"}},
+       }) {
+    const auto response = fetch(stack.port(), make_request("GET", "/keyed/x", headers));
+    INFO(response.raw);
+    check_sluice_error(response, 400);
+    CHECK(response.body.find("\"route\":\"keyed\"") != std::string::npos);
+  }
+  CHECK(fetch(stack.port(), make_request("GET", "/keyed/x", {{"X-API-Key", "real"}})).status ==
+        200);
+  // Where no limit reads it, a repeated header is none of sluice's business.
+  CHECK(
+      fetch(stack.port(), make_request("GET", "/open/x", {{"X-API-Key", "a"}, {"X-API-Key", "b"}}))
+          .status == 200);
+  CHECK(upstream_requests(upstream_stats(stack.upstream_port())) == 2);
+}
+
 // ---- slow and numerous clients ---------------------------------------------------------------
 
 // `client: { header_timeout: 1s }` came with the hardening work (the Beast-based binary had a fixed

@@ -63,6 +63,8 @@ struct MessageHead {
 
   // The value of the first field named `name` (case-insensitive), or empty.
   std::string_view field(std::string_view name) const noexcept;
+  // How many fields are named `name` (case-insensitive).
+  std::size_t count(std::string_view name) const noexcept;
   // Every value of a repeatable field (X-Forwarded-For) joined with ", "; `storage` holds the
   // joined text when there is more than one field.
   std::string_view joined(std::string_view name, std::string& storage) const;
