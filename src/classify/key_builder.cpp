@@ -52,7 +52,8 @@ std::string_view source_value(const config::KeySource& source, const config::Rou
     case Kind::ip:
       return ip_value(request.client, source.ipv6_prefix, buffer);
     case Kind::method:
-      return request.method;
+      // A HEAD runs the GET handler (and a GET route accepts it): one budget for both.
+      return request.method == "HEAD" ? std::string_view("GET") : request.method;
     case Kind::route:
       return route.name;
     case Kind::path:

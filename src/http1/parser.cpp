@@ -692,7 +692,9 @@ ParseStatus RequestParser::parse(std::string_view buffered, RequestHead& head) n
   if (error_ != HeadError::none) return ParseStatus::error;
   head.host = summary.host;
   head.keep_alive = summary.keeps_alive(minor);
-  head.expect_continue = summary.expect_continue;
+  // RFC 9110 10.1.1: an HTTP/1.0 request's expectation is ignored (a 1.0 client does not know
+  // interim responses, and would take the 100 for the answer).
+  head.expect_continue = summary.expect_continue && minor >= 1;
   complete_ = true;
   return ParseStatus::complete;
 }

@@ -257,7 +257,10 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     input_.commit(n);
     if (!head_started_) {
       head_started_ = true;
-      set_deadline(limits().header_timeout);
+      // A kept-alive connection's wait for the next request ends here. A new connection's first
+      // request has had header_timeout since the accept: restarting it at the first byte would
+      // let a client hold a slot for twice that by waiting, then sending one byte.
+      if (requests_served_ > 0) set_deadline(limits().header_timeout);
     }
     parse_request_head();
   }

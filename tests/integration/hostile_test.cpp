@@ -651,6 +651,28 @@ routes:
   CHECK(upstream_requests(upstream_stats(stack.upstream_port())) == 0);
 }
 
+TEST_CASE("slowloris: a new connection's header_timeout runs from the accept, not its first byte",
+          "[hostile][slow]") {
+  ProxyStack stack(config_head() + R"(client: { header_timeout: 1s }
+routes:
+  - name: rest
+    match: { path: /* }
+    upstream: api
+)");
+  RawConnection connection(stack.port());
+  const auto started = Clock::now();
+  std::this_thread::sleep_for(800ms);
+  REQUIRE(connection.send("G"));  // one byte late in the first second, then nothing
+  const auto received = connection.read_until_close(started + 4s);
+  const auto waited = Clock::now() - started;
+  INFO("closed after " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
+                       << " ms:\n"
+                       << printable(received.bytes));
+  CHECK(received.closed);
+  CHECK(waited >= 900ms);
+  CHECK(waited < 1600ms);  // restarted at the byte, it would be about 1.8 s
+}
+
 std::uint64_t resident_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;

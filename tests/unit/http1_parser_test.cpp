@@ -669,6 +669,11 @@ TEST_CASE("expect_continue is set by Expect: 100-continue only", "[http1][parser
     REQUIRE(r.status == ParseStatus::complete);
     CHECK(r.head.expect_continue == c.expect_continue);
   }
+  // HTTP/1.0: ignored (RFC 9110 10.1.1).
+  const auto old =
+      parse_request("POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+  REQUIRE(old.status == ParseStatus::complete);
+  CHECK_FALSE(old.head.expect_continue);
 }
 
 TEST_CASE("field() finds the first value case-insensitively", "[http1][parser]") {

@@ -263,6 +263,10 @@ TEST_CASE("KeyBuilder: method, route, path and header parts", "[key]") {
   const KeyDigest base = digest(builder, route, request(acme, "10.0.0.1", "GET", "/api/x"));
   CHECK(digest(builder, route, request(acme, "10.0.0.9", "GET", "/api/x")) == base);
   CHECK_FALSE(digest(builder, route, request(acme, "10.0.0.1", "POST", "/api/x")) == base);
+  // HEAD runs the GET handler: alternating the two buys no second budget.
+  CHECK(digest(builder, route, request(acme, "10.0.0.1", "HEAD", "/api/x")) == base);
+  CHECK(builder.describe(route, route.limits[0], request(acme, "10.0.0.1", "HEAD", "/api/x")) ==
+        "mixed|method=GET|route=login|path=/api/x|header:X-Tenant=acme");
   CHECK_FALSE(digest(builder, route, request(acme, "10.0.0.1", "GET", "/api/y")) == base);
   CHECK_FALSE(digest(builder, route, request(globex, "10.0.0.1", "GET", "/api/x")) == base);
 }

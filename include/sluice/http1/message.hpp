@@ -76,7 +76,7 @@ struct RequestHead : MessageHead {
   std::string_view method;
   std::string_view target;
   std::string_view host;         // the Host field
-  bool expect_continue = false;  // Expect: 100-continue
+  bool expect_continue = false;  // Expect: 100-continue, in an HTTP/1.1 request
 };
 
 struct ResponseHead : MessageHead {
