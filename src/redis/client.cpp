@@ -314,9 +314,11 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     if (step == kPing) become_up();
   }
 
+  // The backoff is not reset here but at the first reply that shows the server usable (a call's,
+  // or the watchdog's PING): a replica, or a server that is loading, completes the handshake and
+  // then refuses the first call, and resetting on the handshake would reconnect every 25-50 ms.
   void become_up() {
     phase_ = Phase::up;
-    backoff_.reset();
     ++phase_epoch_;
     phase_timer_.cancel();
     ping_outstanding_ = false;
@@ -404,6 +406,7 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
       return close_connection(endpoint_ +
                               " replied to PING: " + std::string(reply->str, reply->len));
     }
+    backoff_.reset();
     schedule_ping(ping_sent_at_ + settings_.ping_interval);
   }
 
@@ -502,9 +505,14 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
         return complete(call, ErrorKind::disconnected, kConnectionLost);
       }
       call.result.reply.assign(*reply);
-      if (means_reconnect(text)) close_connection(endpoint_ + " replied " + std::string(text));
+      if (means_reconnect(text)) {
+        close_connection(endpoint_ + " replied " + std::string(text));
+      } else {
+        backoff_.reset();
+      }
       return complete(call, ErrorKind::server_error, call.result.reply.text());
     }
+    backoff_.reset();
     call.result.reply.assign(*reply);
     complete(call, ErrorKind::none, {});
   }

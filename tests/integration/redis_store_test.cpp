@@ -854,6 +854,42 @@ TEST_CASE("failures are store errors, never limited", "[redis][store]") {
   }
 }
 
+TEST_CASE("a server that accepts the handshake and refuses every call is retried with backoff",
+          "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  auto settings = settings_for(server);
+  settings.redis.reconnect_min = 50ms;  // the defaults (tests usually shorten them)
+  settings.redis.reconnect_max = 2s;
+  auto store = connected_store(io, settings);
+  const std::vector<LimitCheck> checks = {check_of({1, 1}, Algorithm::gcra, 100, 60'000'000)};
+  std::vector<Verdict> verdicts;
+  REQUIRE(decide_checks(io, *store, checks, verdicts) == Outcome::allowed);
+  // A replica (here of a master that does not exist) answers AUTH, SCRIPT LOAD and PING, and
+  // refuses the script with READONLY: as an old master that came back after a failover.
+  admin.command({"REPLICAOF", "127.0.0.1", "1"});
+  auto connections = [&] {
+    const std::string info(admin.command({"INFO", "stats"}).text());
+    const std::string label = "total_connections_received:";
+    return std::stol(info.substr(info.find(label) + label.size()));
+  };
+  const long before = connections();
+  const auto until = SteadyClock::now() + 2s;
+  long failed = 0;
+  while (SteadyClock::now() < until) {  // steady traffic, every call a store error
+    if (decide_checks(io, *store, checks, verdicts) == Outcome::store_error) ++failed;
+    io.run_for(5ms);
+  }
+  const long reconnects = connections() - before;
+  INFO(reconnects << " connections in 2 s, " << failed << " failed calls");
+  CHECK(failed > 0);
+  CHECK(reconnects >= 2);
+  // 50, 100, 200, 400, 800 ms...: about 5; without backoff it was one per 25-50 ms (40 and more).
+  CHECK(reconnects <= 10);
+  admin.command({"REPLICAOF", "NO", "ONE"});
+}
+
 TEST_CASE("a store destroyed with a call in flight still answers its waiter", "[redis][store]") {
   RedisServer server;
   io_context io;
