@@ -2,6 +2,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <optional>
+#include <random>
 #include <sys/resource.h>
 #include <thread>
 #include <vector>
@@ -67,6 +68,10 @@ std::string_view environment(const char* name) {
 // The Redis store's settings from the config, plus the secrets that may live in the environment
 // instead: SLUICE_REDIS_PASSWORD when the URL has no password, SLUICE_KEY_SALT when the config
 // has no key_salt. Throws on a bad URL (which the loader has already rejected).
+std::string_view key_salt(const config::RedisSettings& redis) {
+  return redis.key_salt.empty() ? environment("SLUICE_KEY_SALT") : std::string_view(redis.key_salt);
+}
+
 limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redis) {
   limit::RedisStoreSettings settings;
   const std::string why =
@@ -74,9 +79,24 @@ limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redi
   if (!why.empty()) throw std::runtime_error(why);
   settings.redis.call_timeout = redis.timeout;
   settings.connections = std::max(1u, redis.connections);
-  settings.key_names = limit::redis_key_names(
-      redis.key_salt.empty() ? environment("SLUICE_KEY_SALT") : std::string_view(redis.key_salt));
+  settings.key_names = limit::redis_key_names(key_salt(redis));
   return settings;
+}
+
+// See Worker::digest_key.
+limit::DigestKey digest_key(const config::StoreSettings& store) {
+  if (store.type == config::StoreType::redis) {
+    if (key_salt(store.redis).empty()) {
+      spdlog::warn(
+          "store.redis.key_salt is not set (nor SLUICE_KEY_SALT): Redis key names use a "
+          "public default, so whoever can read Redis can tell which IP a counter is for "
+          "by hashing candidates. Set a secret salt, the same on every instance");
+    }
+    return limit::redis_digest_key(key_salt(store.redis));
+  }
+  std::random_device random;
+  auto word = [&] { return (std::uint64_t{random()} << 32) | random(); };
+  return limit::DigestKey{word(), word()};
 }
 
 proxy::SessionLimits session_limits(const config::ClientLimits& client) {
@@ -153,6 +173,7 @@ int Server::run() {
     return 1;
   }
 
+  const limit::DigestKey key_digests = digest_key(cfg.store);
   for (unsigned i = 0; i < threads; ++i) {
     auto loop = std::make_unique<Impl::Loop>();
     if (use_redis) {
@@ -170,6 +191,7 @@ int Server::run() {
         .fallback_store = use_redis ? impl_->memory_store.get() : nullptr,
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
         .limits = session_limits(cfg.client),
+        .digest_key = key_digests,
     });
     try {
       loop->listener = std::make_shared<proxy::Listener>(loop->ioc, endpoint, *loop->worker);

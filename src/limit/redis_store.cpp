@@ -417,6 +417,13 @@ DigestKey redis_key_names(std::string_view salt) noexcept {
   return DigestKey{mixed.hi, mixed.lo};
 }
 
+DigestKey redis_digest_key(std::string_view salt) noexcept {
+  const KeyDigest condensed = siphash128(DigestKey{}, salt);
+  const KeyDigest mixed =
+      siphash128(DigestKey{condensed.hi, condensed.lo}, "sluice limit key digests");
+  return DigestKey{mixed.hi, mixed.lo};
+}
+
 std::string_view redis_key_name(const DigestKey& names, const KeyDigest& digest,
                                 std::span<char, kRedisKeyLength> out) noexcept {
   char bytes[16];

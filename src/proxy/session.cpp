@@ -152,6 +152,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
         request_parser_({.max_head_bytes = worker.limits.max_header_bytes,
                          .max_request_line = worker.limits.max_target_bytes + 32,
                          .max_fields = worker.limits.max_header_fields}),
+        key_builder_(worker.digest_key),
         response_parser_({.max_head_bytes = response_head_limit(worker.limits),
                           .max_request_line = response_head_limit(worker.limits),
                           .max_fields = worker.limits.max_header_fields}) {}

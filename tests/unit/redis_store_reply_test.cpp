@@ -134,6 +134,18 @@ TEST_CASE("large and zero numbers decode exactly") {
   CHECK(numbers.empty());
 }
 
+TEST_CASE("the digest key of instances sharing Redis comes from the salt, apart from the names") {
+  const auto same = [](const DigestKey& a, const DigestKey& b) {
+    return a.k0 == b.k0 && a.k1 == b.k1;
+  };
+  // Every instance with the salt computes the same digests...
+  CHECK(same(redis_digest_key("salt"), redis_digest_key("salt")));
+  // ...which nobody without it can: not the public default, nor another salt's, nor the names'.
+  CHECK_FALSE(same(redis_digest_key("salt"), DigestKey{}));
+  CHECK_FALSE(same(redis_digest_key("salt"), redis_digest_key("other")));
+  CHECK_FALSE(same(redis_digest_key("salt"), redis_key_names("salt")));
+}
+
 TEST_CASE("redis key names: one hash tag, hex of a salted hash, no raw bytes of the digest") {
   const DigestKey names = redis_key_names("salt");
   const KeyDigest digest{0x0123456789abcdefULL, 0xfedcba9876543210ULL};

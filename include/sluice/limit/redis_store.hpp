@@ -53,6 +53,9 @@ inline constexpr std::size_t kRedisKeyLength = kRedisKeyPrefix.size() + 32;
 // SLUICE_KEY_SALT). Instances sharing a Redis must use the same salt or they count apart. An
 // empty salt gives a fixed default key.
 DigestKey redis_key_names(std::string_view salt) noexcept;
+// The key of the limit-key digests (classify::KeyBuilder) of instances sharing a Redis store with
+// this salt: the same on all of them, and secret as long as the salt is.
+DigestKey redis_digest_key(std::string_view salt) noexcept;
 
 // "sluice:{limits}:" + 32 lower-case hex digits of siphash128(names, digest), written into
 // `out`. Returns the name as a view of `out`.

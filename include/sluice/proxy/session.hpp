@@ -83,6 +83,10 @@ struct Worker {
   limit::Store* fallback_store;
   UpstreamPool pool;
   SessionLimits limits;
+  // Keys the limit-key digests: random per process on the memory store (a client cannot search
+  // offline for keys that collide in its table); derived from key_salt on Redis, where every
+  // instance must compute the same digests.
+  limit::DigestKey digest_key;
   RelayBuffers relay_buffers{};
 };
 
