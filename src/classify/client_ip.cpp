@@ -19,12 +19,16 @@ std::string_view trim(std::string_view s) noexcept {
   return s;
 }
 
+}  // namespace
+
 bool is_trusted(const IpAddress& ip, std::span<const Cidr> trusted) noexcept {
   for (const Cidr& cidr : trusted) {
     if (cidr.contains(ip)) return true;
   }
   return false;
 }
+
+namespace {
 
 // A port as it may follow an address: decimal, or an RFC 7239 obfuscated port ("_abc").
 bool is_port(std::string_view s) noexcept {

@@ -44,6 +44,9 @@ enum class Name : std::uint8_t {
   x_forwarded_for,
   x_forwarded_proto,
   x_forwarded_host,
+  // What else upstream frameworks read for the client, scheme, host or path (Spring, Rails,
+  // ASP.NET): believed only from a trusted proxy.
+  other_forwarding,
 };
 
 constexpr Name classify(std::string_view name) noexcept {
@@ -60,6 +63,9 @@ constexpr Name classify(std::string_view name) noexcept {
     case 7:
       if (iequals(name, "trailer") || iequals(name, "upgrade")) return Name::hop_by_hop;
       break;
+    case 9:
+      if (iequals(name, "forwarded") || iequals(name, "x-real-ip")) return Name::other_forwarding;
+      break;
     case 10:
       if (iequals(name, "connection") || iequals(name, "keep-alive")) return Name::hop_by_hop;
       break;
@@ -72,6 +78,7 @@ constexpr Name classify(std::string_view name) noexcept {
     case 16:
       if (iequals(name, "proxy-connection")) return Name::hop_by_hop;
       if (iequals(name, "x-forwarded-host")) return Name::x_forwarded_host;
+      if (iequals(name, "x-forwarded-port")) return Name::other_forwarding;
       break;
     case 17:
       if (iequals(name, "transfer-encoding")) return Name::transfer_encoding;
@@ -79,6 +86,7 @@ constexpr Name classify(std::string_view name) noexcept {
       break;
     case 18:
       if (iequals(name, "proxy-authenticate")) return Name::hop_by_hop;
+      if (iequals(name, "x-forwarded-prefix")) return Name::other_forwarding;
       break;
     case 19:
       if (iequals(name, "proxy-authorization")) return Name::hop_by_hop;
@@ -206,10 +214,20 @@ void write_upstream_request_head(const RequestHead& head, const ForwardedRequest
 
   const ConnectionOptions connection(head.fields);
   bool has_prior_hops = false;  // a non-empty X-Forwarded-For
+  bool has_proto = false;       // kept from a trusted proxy
+  bool has_forwarded_host = false;
   for (const Field& field : head.fields) {
     const Name kind = classify(field.name);
-    if (kind == Name::other && !connection.names(field.name, kind)) {
+    // A trusted proxy's word on the scheme, host and client goes on; anyone else's is dropped,
+    // or the upstream would believe what a client says about itself.
+    const bool passes = kind == Name::other ||
+                        (forwarded.peer_trusted &&
+                         (kind == Name::other_forwarding || kind == Name::x_forwarded_proto ||
+                          kind == Name::x_forwarded_host));
+    if (passes && !connection.names(field.name, kind)) {
       append_field(out, field.name, field.value);
+      has_proto = has_proto || kind == Name::x_forwarded_proto;
+      has_forwarded_host = has_forwarded_host || kind == Name::x_forwarded_host;
     }
     // Host passes too; everything else classified is dropped here, or restated below.
     if (kind == Name::host) append_field(out, field.name, field.value);
@@ -234,8 +252,8 @@ void write_upstream_request_head(const RequestHead& head, const ForwardedRequest
     out.append("\r\n");
   }
 
-  out.append("X-Forwarded-Proto: http\r\n");
-  if (!head.host.empty()) append_field(out, "X-Forwarded-Host", head.host);
+  if (!has_proto) out.append("X-Forwarded-Proto: http\r\n");
+  if (!has_forwarded_host && !head.host.empty()) append_field(out, "X-Forwarded-Host", head.host);
   append_framing(out, head.framing, head.content_length);
   out.append("\r\n");
 }

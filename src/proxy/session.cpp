@@ -429,7 +429,11 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
 
   void forward() {
     http1::write_upstream_request_head(
-        request_, {.target = forward_target_, .client_address = peer_text_}, upstream_head_);
+        request_,
+        {.target = forward_target_,
+         .client_address = peer_text_,
+         .peer_trusted = classify::is_trusted(peer_, snapshot_->config->trusted_proxies)},
+        upstream_head_);
     if (http10_client_) {
       // An HTTP/1.0 client cannot read chunks: asking in HTTP/1.0 makes the upstream send a length
       // or close, never chunks. Keep-alive is requested explicitly, as HTTP/1.0 needs.

@@ -179,6 +179,39 @@ TEST_CASE("upstream request: X-Forwarded-* and Expect are sluice's", "[http1][wr
         "Content-Length: 0\r\n\r\n");
 }
 
+TEST_CASE(
+    "upstream request: the scheme, host and client a trusted proxy reports pass; a client's "
+    "do not",
+    "[http1][writer]") {
+  const auto head = request("GET",
+                            {{"Host", "shop.test"},
+                             {"X-Forwarded-Proto", "https"},
+                             {"X-Forwarded-Host", "www.shop.test"},
+                             {"Forwarded", "for=203.0.113.1;proto=https"},
+                             {"X-Real-IP", "203.0.113.1"},
+                             {"X-Forwarded-Port", "443"},
+                             {"X-Forwarded-Prefix", "/store"},
+                             {"X-Other", "kept"}},
+                            Framing::none, 0);
+  std::string out;
+  SECTION("from a trusted proxy (which terminated TLS): as it wrote them") {
+    sluice::http1::write_upstream_request_head(head, {"/a", "10.0.0.9", /*peer_trusted=*/true},
+                                               out);
+    CHECK(out ==
+          "GET /a HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-Proto: https\r\n"
+          "X-Forwarded-Host: www.shop.test\r\nForwarded: for=203.0.113.1;proto=https\r\n"
+          "X-Real-IP: 203.0.113.1\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /store\r\n"
+          "X-Other: kept\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n");
+  }
+  SECTION("from anyone else: dropped, and sluice's own scheme and host") {
+    sluice::http1::write_upstream_request_head(head, {"/a", "198.51.100.3", false}, out);
+    CHECK(out ==
+          "GET /a HTTP/1.1\r\nHost: shop.test\r\nX-Other: kept\r\n"
+          "X-Forwarded-For: 198.51.100.3\r\nX-Forwarded-Proto: http\r\n"
+          "X-Forwarded-Host: shop.test\r\n\r\n");
+  }
+}
+
 TEST_CASE("upstream request: X-Forwarded-For without a known peer", "[http1][writer]") {
   CHECK(upstream_head(request("GET", {{"Host", "h"}}), "/a", "") ==
         "GET /a HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n");

@@ -37,6 +37,9 @@ struct Cidr {
   bool contains(const IpAddress& ip) const noexcept;
 };
 
+// Whether `ip` is in one of `trusted`.
+bool is_trusted(const IpAddress& ip, std::span<const Cidr> trusted) noexcept;
+
 // The header trusted proxies report the client in. Only one is ever read: most proxies append to
 // X-Forwarded-For and pass a client's own Forwarded through untouched, so reading both would let
 // a client name itself.

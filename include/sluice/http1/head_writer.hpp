@@ -20,14 +20,17 @@ bool is_hop_by_hop(std::string_view name) noexcept;
 struct ForwardedRequest {
   std::string_view target;          // the normalised target
   std::string_view client_address;  // appended to X-Forwarded-For
+  bool peer_trusted = false;        // the peer is one of trusted_proxies
 };
 
 // The request line with HTTP/1.1; the client's fields in order, without hop-by-hop ones, without
-// Expect (sluice answers 100-continue itself), without the client's X-Forwarded-Proto and
-// X-Forwarded-Host and without Content-Length/Transfer-Encoding; then
-// `X-Forwarded-For: <prior values joined by ", ">, <client>`, `X-Forwarded-Proto: http`,
-// `X-Forwarded-Host: <Host>` (when the request has a Host), and the framing field of
-// head.framing (`Content-Length: N` or `Transfer-Encoding: chunked`), and the blank line.
+// Expect (sluice answers 100-continue itself) and without Content-Length/Transfer-Encoding. From
+// a peer that is not a trusted proxy, also without X-Forwarded-Proto, X-Forwarded-Host,
+// Forwarded, X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix (a trusted proxy's pass). Then
+// `X-Forwarded-For: <prior values joined by ", ">, <client>`, `X-Forwarded-Proto: http` and
+// `X-Forwarded-Host: <Host>` (each unless a trusted proxy sent its own; the latter when the request
+// has a Host), the framing field of head.framing (`Content-Length: N` or
+// `Transfer-Encoding: chunked`), and the blank line.
 // `out` is cleared first; its capacity is reused.
 void write_upstream_request_head(const RequestHead& head, const ForwardedRequest& forwarded,
                                  std::string& out);
