@@ -37,8 +37,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The algorithms compute in doubles (to match the Lua transcription bit for bit); these bounds keep
-// every count and every microsecond value they handle exact.
+// A config is a few kilobytes; reading /dev/zero must end.
+constexpr std::size_t kMaxFileBytes = 16 * 1024 * 1024;
+
+// The algorithms compute in doubles (to match the Lua transcription bit for bit); with these bounds
+// counts stay exact and a decision is off by a few microseconds at the very most (algorithm.cpp).
 constexpr std::int64_t kMaxLimit = 1'000'000'000;
 constexpr std::chrono::microseconds kMinWindow = 1ms;
 constexpr std::chrono::microseconds kMaxWindow = 365 * 24h;
@@ -358,6 +361,11 @@ std::optional<PathPattern> parse_path_pattern(std::string_view text, std::string
       why = "it contains a '\\' (requests with one are rejected with 400)";
       return std::nullopt;
   }
+  // Requests are routed with "%2F" as '/', so a pattern keeping one in a segment never matches.
+  if (normalised.find("%2F") != std::string::npos || normalised.find("%2f") != std::string::npos) {
+    why = "it contains '%2F', which requests are routed as '/': write '/' instead";
+    return std::nullopt;
+  }
   bool has_params = false;
   std::string_view rest = normalised;
   while (!rest.empty()) {
@@ -400,7 +408,16 @@ class Loader {
   LoadResult load(std::string_view yaml) {
     YAML::Node root;
     try {
-      root = YAML::Load(std::string(yaml));
+      // Every document, so that a second one (two files joined, a stray "---") is an error
+      // rather than silently ignored, syntax errors in it included.
+      const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
+      for (std::size_t i = 1; i < documents.size(); ++i) {
+        if (documents[i].IsNull()) continue;  // a trailing "---" with nothing after it
+        error(mark_of(documents[i]),
+              "a second YAML document: a config file holds one (remove the '---' or '...' line)");
+        return finish();
+      }
+      if (!documents.empty()) root = documents.front();
     } catch (const YAML::Exception& e) {  // ParserException, and anything else yaml-cpp throws
       error({e.mark.line + 1, e.mark.column + 1}, "YAML syntax error: " + e.msg);
       return finish();
@@ -1384,10 +1401,15 @@ LoadResult load_file(const std::string& path) {
   } else {
     char buffer[8192];
     std::size_t n = 0;
-    while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0)
+    while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0 && text.size() <= kMaxFileBytes)
       text.append(buffer, n);
     if (std::ferror(file)) read_errno = errno != 0 ? errno : EIO;
     std::fclose(file);
+  }
+  if (read_errno == 0 && text.size() > kMaxFileBytes) {
+    LoadResult result;
+    result.errors.push_back(Error{path, 0, 0, "cannot read: larger than 16 MiB, not a config"});
+    return result;
   }
   if (read_errno != 0) {
     LoadResult result;

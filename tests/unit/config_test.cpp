@@ -333,6 +333,19 @@ TEST_CASE("an unreadable file is one error without a position", "[config]") {
         "/nonexistent/sluice.yaml: cannot read: No such file or directory");
 }
 
+TEST_CASE("a file holds one YAML document, and is not endless", "[config]") {
+  const std::string one = with_setting("threads: 1");
+  CHECK(only_error(one + "---\nlisten: bogus\n") ==
+        "t.yaml:5:1: a second YAML document: a config file holds one (remove the '---' or "
+        "'...' line)");
+  CHECK(only_error(one + "---\n: : broken [\n").starts_with("t.yaml:5:"));
+  CHECK(load_ok(one + "---\n"));  // a trailing marker with nothing after it
+  const LoadResult endless = load_file("/dev/zero");
+  REQUIRE(endless.errors.size() == 1);
+  CHECK(endless.errors[0].to_string() ==
+        "/dev/zero: cannot read: larger than 16 MiB, not a config");
+}
+
 TEST_CASE("YAML syntax errors point at the place the parser gave up", "[config]") {
   CHECK(only_error("routes:\n  - name: a\n    match: { path: /x\n  - name: b\n") ==
         "t.yaml:4:9: YAML syntax error: end of map flow not found");
@@ -575,6 +588,12 @@ TEST_CASE("path patterns are checked", "[config]") {
   CHECK(path_error("/api*") ==
         "t.yaml:3:31: bad path pattern '/api*': '*' is only allowed at "
         "the end, as '/*' (e.g. /api/*)");
+  CHECK(path_error("/api%2Flogin") ==
+        "t.yaml:3:31: bad path pattern '/api%2Flogin': it contains '%2F', which requests are "
+        "routed as '/': write '/' instead");
+  CHECK(path_error("/files/a%2fb/*") ==
+        "t.yaml:3:31: bad path pattern '/files/a%2fb/*': it contains '%2F', which requests are "
+        "routed as '/': write '/' instead");
   CHECK(path_error("/users/:/x") ==
         "t.yaml:3:31: bad path pattern '/users/:/x': a ':' segment "
         "needs a name of letters, digits and '_', e.g. /users/:id");
