@@ -160,7 +160,7 @@ bool RouteSegments::next(std::string_view& segment) noexcept {
   while (!rest_.empty()) {
     if (rest_.front() == '/') rest_.remove_prefix(1);
     const std::string_view whole = rest_.substr(0, rest_.find('/'));
-    segment = whole.substr(0, whole.find(';'));
+    segment = literal_ ? whole : whole.substr(0, whole.find(';'));
     rest_.remove_prefix(whole.size());
     if (!segment.empty()) return true;
   }

@@ -50,9 +50,9 @@ CompiledPattern::CompiledPattern(const config::PathPattern& pattern) noexcept {
   body_ = text;
 }
 
-bool CompiledPattern::matches(std::string_view path) const noexcept {
+bool CompiledPattern::matches(std::string_view path, bool literal) const noexcept {
   RouteSegments pattern_segments(body_);
-  RouteSegments path_segments(path);
+  RouteSegments path_segments(path, literal);
   std::string_view expected;
   std::string_view actual;
   while (pattern_segments.next(expected)) {
@@ -76,6 +76,20 @@ Router::Router(const config::Config& config) : config_(config) {
 const config::Route* Router::match(std::string_view method, std::string_view path) const noexcept {
   for (const Entry& entry : entries_) {
     if (accepts_method(*entry.route, method) && entry.pattern.matches(path)) return entry.route;
+  }
+  return nullptr;
+}
+
+const config::Route* Router::match_request(std::string_view method, std::string_view routing,
+                                           std::string_view normalized) const noexcept {
+  // Without "%2F" or ';' both readings are the same path.
+  const bool two_readings = routing != normalized || normalized.find(';') != std::string_view::npos;
+  if (!two_readings) return match(method, routing);
+  for (const Entry& entry : entries_) {
+    if (!accepts_method(*entry.route, method)) continue;
+    if (entry.pattern.matches(routing) || entry.pattern.matches(normalized, /*literal=*/true)) {
+      return entry.route;
+    }
   }
   return nullptr;
 }

@@ -242,7 +242,7 @@ std::string summarize(const Config& config) {
         (config.store.type == StoreType::redis || route.on_store_error != OnStoreError::allow)) {
       note("on store error: " + std::string(to_string(route.on_store_error)));
     }
-    if (!route.path.case_sensitive) note("case-insensitive");
+    if (route.path.case_sensitive) note("case-sensitive");
     if (route.max_body != 0) note("max body " + format_size(route.max_body));
     if (!notes.empty()) out += notes + ")";
     out += "\n";

@@ -340,7 +340,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     const std::string_view routing = classify::routing_path(path_, scratch_, routing_path_);
     snapshot_ = worker_.snapshots.load();
     const auto& cfg = *snapshot_->config;
-    route_ = snapshot_->router.match(request_.method, routing);
+    route_ = snapshot_->router.match_request(request_.method, routing, path_);
     if (route_ == nullptr) return reply({.kind = ErrorKind::not_found}, false);
     // Refused before anything is read or charged: the client learns at once, and a body the route
     // will never accept costs no quota.

@@ -98,7 +98,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents", "
   CHECK(c.client.idle_timeout == defaults.idle_timeout);
   CHECK(c.client.body_timeout == defaults.body_timeout);
   CHECK(c.client.send_timeout == defaults.send_timeout);
-  CHECK(c.case_sensitive_paths);
+  CHECK_FALSE(c.case_sensitive_paths);  // as Express
 
   REQUIRE(c.upstreams.size() == 1);
   CHECK(c.upstreams[0].name == "api");
@@ -123,7 +123,7 @@ TEST_CASE("the shipped config/sluice.yaml loads with the values it documents", "
   CHECK(login.methods == std::vector<std::string>{"POST"});
   CHECK(login.upstream == 0);
   CHECK(login.max_body == 0);  // client.max_body: unlimited
-  CHECK(login.path.case_sensitive);
+  CHECK_FALSE(login.path.case_sensitive);
   REQUIRE(login.limits.size() == 1);
   const Limit& per_ip = login.limits[0];
   CHECK(per_ip.name == "login-per-ip");
@@ -201,9 +201,9 @@ routes:
   CHECK(c->client.idle_timeout == 60s);
   CHECK(c->client.body_timeout == 60s);
   CHECK(c->client.send_timeout == 60s);
-  CHECK(c->case_sensitive_paths);
+  CHECK_FALSE(c->case_sensitive_paths);
   CHECK(c->routes[0].max_body == 0);
-  CHECK(c->routes[0].path.case_sensitive);
+  CHECK_FALSE(c->routes[0].path.case_sensitive);
 }
 
 TEST_CASE("settings written out are taken as written", "[config]") {
@@ -1237,17 +1237,17 @@ routes:
   - { name: insensitive, match: { path: /b, case_sensitive: false }, upstream: api }
   - { name: sensitive, match: { path: /c, case_sensitive: true }, upstream: api }
 )";
-  SECTION("by default paths are case-sensitive") {
+  SECTION("by default paths ignore case, as Express routes") {
     const auto c = load_ok(routes);
-    CHECK(c->case_sensitive_paths);
-    CHECK(c->routes[0].path.case_sensitive);
+    CHECK_FALSE(c->case_sensitive_paths);
+    CHECK_FALSE(c->routes[0].path.case_sensitive);
     CHECK_FALSE(c->routes[1].path.case_sensitive);
     CHECK(c->routes[2].path.case_sensitive);
   }
-  SECTION("case_sensitive_paths: false is the default of routes that do not say") {
-    const auto c = load_ok(routes + "case_sensitive_paths: false\n");
-    CHECK_FALSE(c->case_sensitive_paths);
-    CHECK_FALSE(c->routes[0].path.case_sensitive);
+  SECTION("case_sensitive_paths: true is the default of routes that do not say") {
+    const auto c = load_ok(routes + "case_sensitive_paths: true\n");
+    CHECK(c->case_sensitive_paths);
+    CHECK(c->routes[0].path.case_sensitive);
     CHECK_FALSE(c->routes[1].path.case_sensitive);
     CHECK(c->routes[2].path.case_sensitive);
   }
@@ -1292,7 +1292,7 @@ routes:
     upstream: api
     max_body: 1GiB
   - name: legacy
-    match: { path: /Legacy/*, case_sensitive: false }
+    match: { path: /Legacy/*, case_sensitive: true }
     upstream: api
     max_body: unlimited
   - name: rest
@@ -1310,7 +1310,7 @@ routes:
         "routes (first match wins)\n"
         "  upload  POST /upload -> api  (max body 1GiB)\n"
         "          no limits\n"
-        "  legacy  *    /Legacy/* -> api  (case-insensitive)\n"
+        "  legacy  *    /Legacy/* -> api  (case-sensitive)\n"
         "          no limits\n"
         "  rest    *    /* -> api  (max body 10MiB)\n"
         "          no limits\n");

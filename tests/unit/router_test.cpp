@@ -230,7 +230,9 @@ std::string route_of_target(const Router& router, std::string_view method,
   if (normalize_target(target, path, query) != PathError::none) return "400";
   std::string scratch;
   std::string routing;
-  return matched(router, method, sluice::classify::routing_path(path, scratch, routing));
+  const Route* r =
+      router.match_request(method, sluice::classify::routing_path(path, scratch, routing), path);
+  return r == nullptr ? "<none>" : r->name;
 }
 
 }  // namespace
@@ -245,8 +247,11 @@ routes:
     match: { path: /api/login, methods: [POST] }
     upstream: api
     limits: [{ name: per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1m }]
+  - name: exact
+    match: { path: /api/exact, case_sensitive: true }
+    upstream: api
   - name: legacy-login
-    match: { path: /Legacy/Login, case_sensitive: false }
+    match: { path: /Legacy/Login }
     upstream: api
     limits: [{ name: legacy-per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1m }]
   - name: user
@@ -303,8 +308,10 @@ routes:
       {"/api%2flogin", "login"},
       {"/api/x%2F..%2Flogin", "login"},
       {"/api%5Clogin", "default"},
-      // Case: the login route is case-sensitive (like its Express upstream); the legacy one not.
-      {"/API/LOGIN", "default"},
+      // Case: ignored by default (as Express routes); the exact route keeps it.
+      {"/API/LOGIN", "login"},
+      {"/Api/Exact", "default"},
+      {"/api/exact", "exact"},
       {"/legacy/login", "legacy-login"},
       {"/LEGACY/LOGIN;jsessionid=1/", "legacy-login"},
       {"/legacy/x/%2E%2E/LOGIN", "legacy-login"},
@@ -313,6 +320,13 @@ routes:
       {"/users/42;v=1", "user"},
       {"/users//42", "user"},
       {"/users/%34%32/", "user"},
+      // Express reads "%2F" and ';' inside a segment as ordinary characters: its "/users/:id"
+      // handler gets id "7/x", "7/.." or ";7". Whatever the upstream's reading, the route is one
+      // that some reading matches first.
+      {"/users/7%2Fx", "user"},
+      {"/users/7%2F..", "user"},
+      {"/users/;7", "user"},
+      {"/users/;", "user"},
   };
   for (const Case& c : cases) {
     INFO("target: " << c.target);

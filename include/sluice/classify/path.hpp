@@ -35,15 +35,19 @@ std::string_view routing_path(std::string_view normalized, std::string& scratch,
 // parameters (";jsessionid=1", up to the next '/') are cut off, and segments left empty (a
 // trailing '/', "/;x/") are skipped, as servlet containers do before routing. So
 // "/api/login;jsessionid=1/" walks "api", "login". Views into the path; nothing is allocated.
+// With `literal`, segments are taken as written instead, as Express reads them (';' is an ordinary
+// character there): "/items/;7" walks "items", ";7"; only empty segments are skipped.
 class RouteSegments {
  public:
-  explicit RouteSegments(std::string_view path) noexcept : rest_(path) {}
+  explicit RouteSegments(std::string_view path, bool literal = false) noexcept
+      : rest_(path), literal_(literal) {}
 
   // Sets `segment` to the next non-empty segment; false at the end.
   bool next(std::string_view& segment) noexcept;
 
  private:
   std::string_view rest_;
+  bool literal_;
 };
 
 }  // namespace sluice::classify

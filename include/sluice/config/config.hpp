@@ -149,7 +149,10 @@ struct Config {
   std::uint8_t ipv6_prefix = 64;
   HeaderStyle headers = HeaderStyle::both;
   ClientLimits client;
-  bool case_sensitive_paths = true;  // the default of each route's match.case_sensitive
+  // The default of each route's match.case_sensitive. Express routes ignore case by default, and
+  // matching without case only ever over-counts: a case-sensitive upstream answers 404 to a
+  // spelling sluice charged, while the other way round /API/LOGIN would skip /api/login's limits.
+  bool case_sensitive_paths = false;
   StoreSettings store;
   std::vector<Upstream> upstreams;
   std::vector<Identity> identities;
