@@ -350,6 +350,18 @@ TEST_CASE("KeyBuilder: a path part keys the path as the route sees it", "[key]")
                            request(none, "10.0.0.1", "POST", "/api;v=1/login;jsessionid=1/")) ==
           "per-path|ip=10.0.0.1|path=/api/login");
   }
+  SECTION("escapes are decoded once, as the upstream hands the segment to its handler") {
+    for (const Route* route : {&sensitive, &insensitive}) {
+      CHECK(key(*route, "/files/a%40b") == key(*route, "/files/a@b"));
+      CHECK(key(*route, "/files/%21%24%26%27%28%29%2A%2B%2C%3D") ==
+            key(*route, "/files/!$&'()*+,="));
+      // Once only: "%2540" is the text "%40", not "@".
+      CHECK_FALSE(key(*route, "/files/a%2540b") == key(*route, "/files/a@b"));
+    }
+    CHECK(builder.describe(sensitive, sensitive.limits[0],
+                           request(none, "10.0.0.1", "POST", "/files/a%40b")) ==
+          "per-path|ip=10.0.0.1|path=/files/a@b");
+  }
   SECTION("the root is '/', not an empty value") {
     CHECK(key(sensitive, "/") == key(sensitive, "/;x"));
     CHECK(builder.describe(sensitive, sensitive.limits[0],
