@@ -34,6 +34,8 @@ int usage_error(std::string_view message) {
 bool report(const config::LoadResult& result) {
   for (const auto& error : result.errors)
     std::fprintf(stderr, "%s\n", error.to_string().c_str());
+  for (const auto& warning : result.warnings)
+    std::fprintf(stderr, "%s (warning)\n", warning.to_string().c_str());
   return result.ok();
 }
 

@@ -19,6 +19,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <sluice/classify/path.hpp>
+#include <sluice/classify/router.hpp>
 #include <sluice/config/duration.hpp>
 #include <sluice/config/loader.hpp>
 #include <sluice/config/size.hpp>
@@ -438,9 +439,56 @@ class Loader {
     errors_.push_back(Error{source_, at.line, at.column, std::move(message)});
   }
 
+  // Routes an earlier route takes every request from (first match wins), found conservatively: a
+  // warning is certain, its absence proves nothing.
+  std::vector<Error> unreachable_routes() const {
+    std::vector<Error> warnings;
+    const auto& routes = config_.routes;
+    for (std::size_t later = 1; later < routes.size(); ++later) {
+      for (std::size_t earlier = 0; earlier < later; ++earlier) {
+        if (!takes_all_of(routes[earlier], routes[later])) continue;
+        const Route& shadowed = routes[later];
+        warnings.push_back(Error{source_, shadowed.mark.line, shadowed.mark.column,
+                                 "route " + quoted(shadowed.name) + " is never reached: route " +
+                                     quoted(routes[earlier].name) + " (" +
+                                     routes[earlier].path.text +
+                                     ") comes first and takes every request it would match "
+                                     "(first match wins: move it up)"});
+        break;
+      }
+    }
+    return warnings;
+  }
+
+  static bool takes_all_of(const Route& first, const Route& then) {
+    if (!first.methods.empty()) {
+      if (then.methods.empty()) return false;
+      for (const std::string& method : then.methods) {
+        if (std::find(first.methods.begin(), first.methods.end(), method) == first.methods.end()) {
+          return false;
+        }
+      }
+    }
+    // A case-insensitive route matches spellings a case-sensitive one does not.
+    if (first.path.case_sensitive && !then.path.case_sensitive) return false;
+    if (then.path.kind == PathPattern::Kind::exact) {
+      return classify::path_matches(first.path, then.path.text);
+    }
+    // Every path of a prefix or parameter pattern starts with its literal head: only a prefix
+    // without parameters is sure to take all of them.
+    if (first.path.kind != PathPattern::Kind::prefix ||
+        first.path.text.find("/:") != std::string::npos) {
+      return false;
+    }
+    std::string_view head = then.path.text;
+    head = head.substr(0, std::min(head.find("/:"), head.find("/*")));
+    return classify::path_matches(first.path, head.empty() ? "/" : head);
+  }
+
   LoadResult finish() {
     LoadResult result;
     if (errors_.empty()) {
+      result.warnings = unreachable_routes();
       result.config = std::make_shared<const Config>(std::move(config_));
       return result;
     }

@@ -346,6 +346,46 @@ TEST_CASE("a file holds one YAML document, and is not endless", "[config]") {
         "/dev/zero: cannot read: larger than 16 MiB, not a config");
 }
 
+TEST_CASE("a route an earlier one takes every request from is warned about", "[config]") {
+  const auto warnings = [](const std::string& routes) {
+    const LoadResult r = load_string(
+        "upstreams: { api: { servers: [\"127.0.0.1:3000\"] } }\nroutes:\n" + routes, "t.yaml");
+    INFO(all_errors(r));
+    REQUIRE(r.ok());
+    std::vector<std::string> out;
+    for (const auto& w : r.warnings)
+      out.push_back(w.to_string());
+    return out;
+  };
+  // A login route added after the catch-all: its limits would never apply.
+  CHECK(
+      warnings(
+          "  - { name: default, match: { path: /* }, upstream: api }\n"
+          "  - { name: login, match: { path: /api/login, methods: [POST] }, upstream: api }\n") ==
+      std::vector<std::string>{
+          "t.yaml:4:5: route 'login' is never reached: route 'default' (/*) comes first and takes "
+          "every request it would match (first match wins: move it up)"});
+  CHECK(warnings("  - { name: api, match: { path: /api/* }, upstream: api }\n"
+                 "  - { name: users, match: { path: \"/api/users/:id\" }, upstream: api }\n"
+                 "  - { name: same, match: { path: /api/* }, upstream: api }\n")
+            .size() == 2);
+  // The mistake Express users know: /users/me after /users/:id is taken by the parameter.
+  CHECK(warnings("  - { name: users, match: { path: \"/users/:id\" }, upstream: api }\n"
+                 "  - { name: me, match: { path: /users/me }, upstream: api }\n")
+            .size() == 1);
+  // Reachable: other methods, other paths, the specific route first, or case that differs.
+  CHECK(
+      warnings("  - { name: get, match: { path: /*, methods: [GET] }, upstream: api }\n"
+               "  - { name: login, match: { path: /api/login, methods: [POST] }, upstream: api }\n"
+               "  - { name: me, match: { path: /users/me }, upstream: api }\n"
+               "  - { name: users, match: { path: \"/users/:id\" }, upstream: api }\n"
+               "  - { name: exact, match: { path: /API/*, case_sensitive: true }, upstream: api }\n"
+               "  - { name: any, match: { path: /API/x }, upstream: api }\n")
+          .empty());
+  // The shipped config is clean.
+  CHECK(load_file(SLUICE_SOURCE_DIR "/config/sluice.yaml").warnings.empty());
+}
+
 TEST_CASE("YAML syntax errors point at the place the parser gave up", "[config]") {
   CHECK(only_error("routes:\n  - name: a\n    match: { path: /x\n  - name: b\n") ==
         "t.yaml:4:9: YAML syntax error: end of map flow not found");

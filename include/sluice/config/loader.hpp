@@ -25,6 +25,8 @@ struct Error {
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null when errors is not empty
   std::vector<Error> errors;
+  // Valid but surely not what was meant (a route no request can reach); with a config only.
+  std::vector<Error> warnings;
 
   bool ok() const noexcept { return config != nullptr; }
 };
