@@ -87,7 +87,9 @@ const config::Route* Router::match_request(std::string_view method, std::string_
   if (!two_readings) return match(method, routing);
   for (const Entry& entry : entries_) {
     if (!accepts_method(*entry.route, method)) continue;
-    if (entry.pattern.matches(routing) || entry.pattern.matches(normalized, /*literal=*/true)) {
+    // "%2F" decoded or kept, times ';' cut or kept: servlets, WSGI and old Go, Express.
+    if (entry.pattern.matches(routing) || entry.pattern.matches(routing, /*literal=*/true) ||
+        entry.pattern.matches(normalized, /*literal=*/true) || entry.pattern.matches(normalized)) {
       return entry.route;
     }
   }

@@ -44,8 +44,8 @@ enum class Name : std::uint8_t {
   x_forwarded_for,
   x_forwarded_proto,
   x_forwarded_host,
-  // What else upstream frameworks read for the client, scheme, host or path (Spring, Rails,
-  // ASP.NET): believed only from a trusted proxy.
+  // What else upstream frameworks read for the client, scheme, host or path (Spring, Rails, Rack,
+  // request-ip): passed only from a trusted proxy.
   other_forwarding,
 };
 
@@ -66,19 +66,29 @@ constexpr Name classify(std::string_view name) noexcept {
     case 9:
       if (iequals(name, "forwarded") || iequals(name, "x-real-ip")) return Name::other_forwarding;
       break;
+    case 11:
+      if (iequals(name, "x-client-ip")) return Name::other_forwarding;
+      break;
+    case 12:
+      if (iequals(name, "x-url-scheme")) return Name::other_forwarding;
+      break;
     case 10:
       if (iequals(name, "connection") || iequals(name, "keep-alive")) return Name::hop_by_hop;
       break;
     case 14:
       if (iequals(name, "content-length")) return Name::content_length;
+      if (iequals(name, "true-client-ip")) return Name::other_forwarding;
       break;
     case 15:
       if (iequals(name, "x-forwarded-for")) return Name::x_forwarded_for;
+      if (iequals(name, "x-forwarded-ssl")) return Name::other_forwarding;
       break;
     case 16:
       if (iequals(name, "proxy-connection")) return Name::hop_by_hop;
       if (iequals(name, "x-forwarded-host")) return Name::x_forwarded_host;
-      if (iequals(name, "x-forwarded-port")) return Name::other_forwarding;
+      if (iequals(name, "x-forwarded-port") || iequals(name, "cf-connecting-ip")) {
+        return Name::other_forwarding;
+      }
       break;
     case 17:
       if (iequals(name, "transfer-encoding")) return Name::transfer_encoding;
@@ -86,10 +96,13 @@ constexpr Name classify(std::string_view name) noexcept {
       break;
     case 18:
       if (iequals(name, "proxy-authenticate")) return Name::hop_by_hop;
-      if (iequals(name, "x-forwarded-prefix")) return Name::other_forwarding;
+      if (iequals(name, "x-forwarded-prefix") || iequals(name, "x-forwarded-scheme")) {
+        return Name::other_forwarding;
+      }
       break;
     case 19:
       if (iequals(name, "proxy-authorization")) return Name::hop_by_hop;
+      if (iequals(name, "x-cluster-client-ip")) return Name::other_forwarding;
       break;
     default:
       break;
@@ -214,21 +227,14 @@ void write_upstream_request_head(const RequestHead& head, const ForwardedRequest
 
   const ConnectionOptions connection(head.fields);
   bool has_prior_hops = false;  // a non-empty X-Forwarded-For
-  bool has_proto = false;       // kept from a trusted proxy
-  bool has_forwarded_host = false;
   for (const Field& field : head.fields) {
     const Name kind = classify(field.name);
-    // A trusted proxy's word on the scheme, host and client goes on; anyone else's is dropped,
-    // or the upstream would believe what a client says about itself.
-    const bool passes = kind == Name::other ||
-                        (forwarded.peer_trusted &&
-                         (kind == Name::other_forwarding || kind == Name::x_forwarded_proto ||
-                          kind == Name::x_forwarded_host));
-    if (passes && !connection.names(field.name, kind)) {
-      append_field(out, field.name, field.value);
-      has_proto = has_proto || kind == Name::x_forwarded_proto;
-      has_forwarded_host = has_forwarded_host || kind == Name::x_forwarded_host;
-    }
+    // Other forwarding fields pass only from a trusted proxy, whose own they may be; anyone else's
+    // are dropped, or the upstream would believe what a client says about itself. (Even a trusted
+    // proxy may leave a client's copy in: X-Forwarded-Proto and -Host are always sluice's own.)
+    const bool passes =
+        kind == Name::other || (forwarded.peer_trusted && kind == Name::other_forwarding);
+    if (passes && !connection.names(field.name, kind)) append_field(out, field.name, field.value);
     // Host passes too; everything else classified is dropped here, or restated below.
     if (kind == Name::host) append_field(out, field.name, field.value);
     has_prior_hops = has_prior_hops || (kind == Name::x_forwarded_for && !field.value.empty());
@@ -252,8 +258,8 @@ void write_upstream_request_head(const RequestHead& head, const ForwardedRequest
     out.append("\r\n");
   }
 
-  if (!has_proto) out.append("X-Forwarded-Proto: http\r\n");
-  if (!has_forwarded_host && !head.host.empty()) append_field(out, "X-Forwarded-Host", head.host);
+  out.append("X-Forwarded-Proto: http\r\n");
+  if (!head.host.empty()) append_field(out, "X-Forwarded-Host", head.host);
   append_framing(out, head.framing, head.content_length);
   out.append("\r\n");
 }

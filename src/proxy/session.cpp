@@ -697,6 +697,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     // Bytes past the body mean the upstream broke framing: never reuse that connection.
     if (body_part < n) upstream_reusable_ = false;
+    // The upstream's idle clock starts now, not when a slow client has taken the last byte.
+    if (response_done_ && upstream_reusable_) upstream_idle_since_ = SteadyClock::now();
     std::array<net::const_buffer, 4> pieces{net::buffer(head.data(), head.size())};
     if (reframe_ && body_part > 0) {
       pieces[1] = net::buffer(chunk_size_line(body_part, chunk_line_));
@@ -718,7 +720,8 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     }
     if (!response_done_) return relay_response_body();
     if (upstream_reusable_) {
-      worker_.pool.give_back(route_->upstream, std::move(upstream_));  // leaves upstream_ closed
+      // Leaves upstream_ closed.
+      worker_.pool.give_back(route_->upstream, std::move(upstream_), upstream_idle_since_);
     }
     drop_upstream();
     finish_exchange(client_keep_alive_);
@@ -966,6 +969,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   bool upstream_reusable_ = false;
   bool retried_ = false;
   bool interim_seen_ = false;  // this exchange's upstream answered 1xx before its final response
+  SteadyClock::time_point upstream_idle_since_;  // when the upstream's response was complete
 
   // The response.
   http1::ResponseParser response_parser_;

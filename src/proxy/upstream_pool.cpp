@@ -66,18 +66,16 @@ const tcp::endpoint& UpstreamPool::next_endpoint(std::size_t upstream) {
   return endpoints[i];
 }
 
-void UpstreamPool::give_back(std::size_t upstream, Socket&& socket) {
+void UpstreamPool::give_back(std::size_t upstream, Socket&& socket, TimePoint idle_since) {
   auto& idle = idle_[upstream];
   if (idle.size() >= kMaxIdlePerUpstream) {
     boost::system::error_code ec;
     socket.close(ec);
     return;
   }
-  const TimePoint expires = std::chrono::steady_clock::now() + (*targets_)[upstream].idle_timeout;
+  const TimePoint expires = idle_since + (*targets_)[upstream].idle_timeout;
   idle.push_back({std::move(socket), expires});
-  // One timer for the whole pool, set for the connection that expires first: per upstream that is
-  // the oldest, so a connection given back moves the timer only when its upstream's idle_timeout
-  // is shorter than another's.
+  // One timer for the whole pool, set for the connection that expires first.
   if (!expiry_armed_ || expires < expiry_timer_.expiry()) arm_expiry(expires);
 }
 
@@ -95,14 +93,16 @@ void UpstreamPool::close_expired() {
   const TimePoint now = std::chrono::steady_clock::now();
   TimePoint next = TimePoint::max();
   for (auto& idle : idle_) {
-    auto first_live = idle.begin();
-    while (first_live != idle.end() && first_live->expires <= now) {
+    // Given back in the order their clients finished, not their upstreams: look at them all.
+    std::erase_if(idle, [&](Idle& connection) {
+      if (connection.expires > now) {
+        next = std::min(next, connection.expires);
+        return false;
+      }
       boost::system::error_code ec;
-      first_live->socket.close(ec);
-      ++first_live;
-    }
-    idle.erase(idle.begin(), first_live);
-    if (!idle.empty()) next = std::min(next, idle.front().expires);
+      connection.socket.close(ec);
+      return true;
+    });
   }
   if (next != TimePoint::max()) arm_expiry(next);
 }

@@ -314,9 +314,9 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
     if (step == kPing) become_up();
   }
 
-  // The backoff is not reset here but at the first reply that shows the server usable (a call's,
-  // or the watchdog's PING): a replica, or a server that is loading, completes the handshake and
-  // then refuses the first call, and resetting on the handshake would reconnect every 25-50 ms.
+  // The backoff is not reset here but at the first call the server answers without a reconnect
+  // error: a replica completes the handshake and answers PING, then refuses every script with
+  // READONLY, and resetting on either would reconnect every 25-50 ms (or once per PING).
   void become_up() {
     phase_ = Phase::up;
     ++phase_epoch_;
@@ -406,7 +406,6 @@ class Client::Impl final : public std::enable_shared_from_this<Client::Impl>,
       return close_connection(endpoint_ +
                               " replied to PING: " + std::string(reply->str, reply->len));
     }
-    backoff_.reset();
     schedule_ping(ping_sent_at_ + settings_.ping_interval);
   }
 

@@ -180,8 +180,8 @@ TEST_CASE("upstream request: X-Forwarded-* and Expect are sluice's", "[http1][wr
 }
 
 TEST_CASE(
-    "upstream request: the scheme, host and client a trusted proxy reports pass; a client's "
-    "do not",
+    "upstream request: what a trusted proxy reports about the client passes; a client's does "
+    "not",
     "[http1][writer]") {
   const auto head = request("GET",
                             {{"Host", "shop.test"},
@@ -189,21 +189,32 @@ TEST_CASE(
                              {"X-Forwarded-Host", "www.shop.test"},
                              {"Forwarded", "for=203.0.113.1;proto=https"},
                              {"X-Real-IP", "203.0.113.1"},
+                             {"X-Client-IP", "203.0.113.1"},
+                             {"True-Client-IP", "203.0.113.1"},
+                             {"CF-Connecting-IP", "203.0.113.1"},
+                             {"X-Cluster-Client-IP", "203.0.113.1"},
                              {"X-Forwarded-Port", "443"},
                              {"X-Forwarded-Prefix", "/store"},
+                             {"X-Forwarded-Ssl", "on"},
+                             {"X-Forwarded-Scheme", "https"},
+                             {"X-Url-Scheme", "https"},
                              {"X-Other", "kept"}},
                             Framing::none, 0);
   std::string out;
-  SECTION("from a trusted proxy (which terminated TLS): as it wrote them") {
+  SECTION("from a trusted proxy: passed, but scheme and host are sluice's own") {
+    // A proxy may leave a client's X-Forwarded-Host in (ALB does): never trusted.
     sluice::http1::write_upstream_request_head(head, {"/a", "10.0.0.9", /*peer_trusted=*/true},
                                                out);
     CHECK(out ==
-          "GET /a HTTP/1.1\r\nHost: shop.test\r\nX-Forwarded-Proto: https\r\n"
-          "X-Forwarded-Host: www.shop.test\r\nForwarded: for=203.0.113.1;proto=https\r\n"
-          "X-Real-IP: 203.0.113.1\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /store\r\n"
-          "X-Other: kept\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n");
+          "GET /a HTTP/1.1\r\nHost: shop.test\r\nForwarded: for=203.0.113.1;proto=https\r\n"
+          "X-Real-IP: 203.0.113.1\r\nX-Client-IP: 203.0.113.1\r\nTrue-Client-IP: 203.0.113.1\r\n"
+          "CF-Connecting-IP: 203.0.113.1\r\nX-Cluster-Client-IP: 203.0.113.1\r\n"
+          "X-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /store\r\nX-Forwarded-Ssl: on\r\n"
+          "X-Forwarded-Scheme: https\r\nX-Url-Scheme: https\r\nX-Other: kept\r\n"
+          "X-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n"
+          "X-Forwarded-Host: shop.test\r\n\r\n");
   }
-  SECTION("from anyone else: dropped, and sluice's own scheme and host") {
+  SECTION("from anyone else: all dropped") {
     sluice::http1::write_upstream_request_head(head, {"/a", "198.51.100.3", false}, out);
     CHECK(out ==
           "GET /a HTTP/1.1\r\nHost: shop.test\r\nX-Other: kept\r\n"

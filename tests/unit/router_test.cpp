@@ -254,6 +254,10 @@ routes:
     match: { path: /Legacy/Login }
     upstream: api
     limits: [{ name: legacy-per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1m }]
+  - name: user-reset
+    match: { path: "/users/:id/reset" }
+    upstream: api
+    limits: [{ name: reset-per-ip, key: [ip], algorithm: gcra, limit: 5, window: 1m }]
   - name: user
     match: { path: "/users/:id" }
     upstream: api
@@ -327,6 +331,8 @@ routes:
       {"/users/7%2F..", "user"},
       {"/users/;7", "user"},
       {"/users/;", "user"},
+      // WSGI reads "%2F" as '/' and ';' as a character: Django runs "/users/:id/reset" for this.
+      {"/users/;7%2Freset", "user-reset"},
   };
   for (const Case& c : cases) {
     INFO("target: " << c.target);

@@ -33,11 +33,12 @@ class Router {
   // The matching route, or nullptr (answered with 404).
   const config::Route* match(std::string_view method, std::string_view path) const noexcept;
 
-  // The first route that either reading of a request's path matches: `routing` (routing_path:
-  // "%2F" as '/', matrix parameters cut, as WSGI or a servlet container reads it) or `normalized`
-  // as written (Express: "%2F" and ';' are ordinary characters inside a segment). Upstreams differ,
-  // so a request meets the limits of the earliest route any of them could hand it to: taking one
-  // reading only let "/items/7%2Fx" or "/items/;7" slip from "/items/:id" to a later catch-all.
+  // The first route that any reading of a request's path matches: "%2F" read as '/' (`routing`,
+  // see routing_path: WSGI, Go before 1.22) or kept (`normalized`: Express, servlets), and
+  // matrix parameters cut (servlets) or kept as ordinary characters (Express, WSGI). Upstreams
+  // differ, so a request meets the limits of the earliest route any of them could hand it to:
+  // taking one reading only let "/items/7%2Fx" or "/items/;7" slip from "/items/:id" to a later
+  // catch-all.
   const config::Route* match_request(std::string_view method, std::string_view routing,
                                      std::string_view normalized) const noexcept;
 

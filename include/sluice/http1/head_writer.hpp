@@ -24,13 +24,14 @@ struct ForwardedRequest {
 };
 
 // The request line with HTTP/1.1; the client's fields in order, without hop-by-hop ones, without
-// Expect (sluice answers 100-continue itself) and without Content-Length/Transfer-Encoding. From
-// a peer that is not a trusted proxy, also without X-Forwarded-Proto, X-Forwarded-Host,
-// Forwarded, X-Real-IP, X-Forwarded-Port and X-Forwarded-Prefix (a trusted proxy's pass). Then
-// `X-Forwarded-For: <prior values joined by ", ">, <client>`, `X-Forwarded-Proto: http` and
-// `X-Forwarded-Host: <Host>` (each unless a trusted proxy sent its own; the latter when the request
-// has a Host), the framing field of head.framing (`Content-Length: N` or
-// `Transfer-Encoding: chunked`), and the blank line.
+// Expect (sluice answers 100-continue itself), without X-Forwarded-Proto and X-Forwarded-Host and
+// without Content-Length/Transfer-Encoding. From a peer that is not a trusted proxy, also without
+// the other fields frameworks read for the client, scheme or path (Forwarded, X-Real-IP,
+// X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP, X-Forwarded-Port, -Prefix,
+// -Ssl, -Scheme, X-Url-Scheme); a trusted proxy's pass. Then
+// `X-Forwarded-For: <prior values joined by ", ">, <client>`, `X-Forwarded-Proto: http`,
+// `X-Forwarded-Host: <Host>` (when the request has a Host), the framing field of head.framing
+// (`Content-Length: N` or `Transfer-Encoding: chunked`), and the blank line.
 // `out` is cleared first; its capacity is reused.
 void write_upstream_request_head(const RequestHead& head, const ForwardedRequest& forwarded,
                                  std::string& out);

@@ -39,9 +39,11 @@ class UpstreamPool {
   bool take_idle(std::size_t upstream, Socket& out);
   // The endpoint for the next new connection (round-robin over the servers).
   const tcp::endpoint& next_endpoint(std::size_t upstream);
-  // Returns a connection whose last exchange ended cleanly; dropped when the pool is full. It is
-  // closed if still unused after the upstream's idle_timeout.
-  void give_back(std::size_t upstream, Socket&& socket);
+  // Returns a connection whose last exchange ended cleanly, the upstream's response complete at
+  // `idle_since` (its idle clock runs from there, as the upstream's own does); dropped when the
+  // pool is full. It is closed if still unused after the upstream's idle_timeout.
+  void give_back(std::size_t upstream, Socket&& socket,
+                 std::chrono::steady_clock::time_point idle_since);
 
   std::size_t idle_count(std::size_t upstream) const { return idle_[upstream].size(); }
 
@@ -56,8 +58,7 @@ class UpstreamPool {
 
   Executor executor_;
   std::shared_ptr<const std::vector<UpstreamTarget>> targets_;
-  // Per upstream, oldest first: give_back appends and take_idle takes the newest, so the
-  // connections to expire next are always at the front.
+  // Per upstream, in the order given back: take_idle takes the most recent.
   std::vector<std::vector<Idle>> idle_;
   std::vector<std::size_t> next_server_;
   SteadyTimer expiry_timer_;
