@@ -12,10 +12,12 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <sluice/classify/path.hpp>
@@ -402,6 +404,42 @@ std::optional<PathPattern> parse_path_pattern(std::string_view text, std::string
 
 // ---------------------------------------------------------------------------------------------
 
+// Where a second YAML document with content starts, if there is one. Parses at most two
+// documents: YAML::LoadAll loops forever on some malformed input (found by fuzz_config).
+std::optional<Mark> second_document(std::string_view yaml) {
+  struct FirstContent final : YAML::EventHandler {
+    std::optional<Mark> at;
+    void note(const YAML::Mark& mark) {
+      if (!at) at = Mark{mark.line + 1, mark.column + 1};
+    }
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}  // an empty document
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+      note(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+      note(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+      note(mark);
+    }
+    void OnMapEnd() override {}
+  };
+  std::istringstream input{std::string(yaml)};
+  YAML::Parser parser(input);
+  FirstContent first;
+  if (!parser.HandleNextDocument(first)) return std::nullopt;
+  FirstContent second;
+  if (!parser.HandleNextDocument(second)) return std::nullopt;
+  return second.at;
+}
+
 class Loader {
  public:
   explicit Loader(std::string source) : source_(std::move(source)) {}
@@ -409,16 +447,14 @@ class Loader {
   LoadResult load(std::string_view yaml) {
     YAML::Node root;
     try {
-      // Every document, so that a second one (two files joined, a stray "---") is an error
-      // rather than silently ignored, syntax errors in it included.
-      const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
-      for (std::size_t i = 1; i < documents.size(); ++i) {
-        if (documents[i].IsNull()) continue;  // a trailing "---" with nothing after it
-        error(mark_of(documents[i]),
+      root = YAML::Load(std::string(yaml));
+      // A second document (two files joined, a stray "---") is an error rather than silently
+      // ignored, syntax errors in it included.
+      if (const auto second = second_document(yaml)) {
+        error(*second,
               "a second YAML document: a config file holds one (remove the '---' or '...' line)");
         return finish();
       }
-      if (!documents.empty()) root = documents.front();
     } catch (const YAML::Exception& e) {  // ParserException, and anything else yaml-cpp throws
       error({e.mark.line + 1, e.mark.column + 1}, "YAML syntax error: " + e.msg);
       return finish();

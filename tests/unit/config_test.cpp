@@ -340,6 +340,10 @@ TEST_CASE("a file holds one YAML document, and is not endless", "[config]") {
         "'...' line)");
   CHECK(only_error(one + "---\n: : broken [\n").starts_with("t.yaml:5:"));
   CHECK(load_ok(one + "---\n"));  // a trailing marker with nothing after it
+  // fuzz_config found a file on which yaml-cpp's LoadAll never returns: only two are parsed.
+  const LoadResult looping =
+      load_file(SLUICE_SOURCE_DIR "/tests/fuzz/corpus/fuzz_config/loadall_loop.yaml");
+  CHECK_FALSE(looping.ok());
   const LoadResult endless = load_file("/dev/zero");
   REQUIRE(endless.errors.size() == 1);
   CHECK(endless.errors[0].to_string() ==
