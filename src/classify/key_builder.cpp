@@ -91,17 +91,9 @@ void write_le(char* out, std::uint64_t value, int bytes) {
     out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
 }
 
-// "/" and the route segments of `path`, lower-cased when the route ignores case.
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// Each segment percent-decoded once, as the upstream hands it to a handler (Express's req.params):
-// "/files/a%40b" and "/files/a@b" are one file, so one counter. (normalize_target decoded only
-// the unreserved characters, and validated every escape.)
+// "/" and the route segments of `path`, each decoded once as the upstream hands it to a handler
+// ("/files/a%40b" and "/files/a@b" are one file, so one counter), lower-cased when the route
+// ignores case.
 void append_route_path(std::string& out, std::string_view path, bool case_sensitive) {
   const std::size_t start = out.size();
   RouteSegments segments(path);
@@ -109,18 +101,7 @@ void append_route_path(std::string& out, std::string_view path, bool case_sensit
   while (segments.next(segment)) {
     out.push_back('/');
     const std::size_t segment_start = out.size();
-    for (std::size_t i = 0; i < segment.size(); ++i) {
-      if (segment[i] == '%' && i + 2 < segment.size()) {
-        const int high = hex_value(segment[i + 1]);
-        const int low = hex_value(segment[i + 2]);
-        if (high >= 0 && low >= 0) {
-          out.push_back(static_cast<char>(high * 16 + low));
-          i += 2;
-          continue;
-        }
-      }
-      out.push_back(segment[i]);
-    }
+    append_segment_decoded(segment, out);
     if (case_sensitive) continue;
     for (std::size_t i = segment_start; i < out.size(); ++i) {
       if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');

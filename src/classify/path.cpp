@@ -156,6 +156,21 @@ std::string_view routing_path(std::string_view normalized, std::string& scratch,
   return out;
 }
 
+void append_segment_decoded(std::string_view segment, std::string& out) {
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] == '%' && i + 2 < segment.size()) {
+      const int high = hex_value(segment[i + 1]);
+      const int low = hex_value(segment[i + 2]);
+      if (high >= 0 && low >= 0) {
+        out.push_back(static_cast<char>(high * 16 + low));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(segment[i]);
+  }
+}
+
 bool RouteSegments::next(std::string_view& segment) noexcept {
   while (!rest_.empty()) {
     if (rest_.front() == '/') rest_.remove_prefix(1);

@@ -31,6 +31,10 @@ PathError normalize_target(std::string_view target, std::string& path, std::stri
 // no "%2F", so the common case costs one search; otherwise the result lives in `out`.
 std::string_view routing_path(std::string_view normalized, std::string& scratch, std::string& out);
 
+// Appends a segment of a normalised path to `out` with every escape decoded once, as a handler
+// receives it (Express's req.params): "a%40b" becomes "a@b", "a%2540b" becomes "a%40b".
+void append_segment_decoded(std::string_view segment, std::string& out);
+
 // Walks the segments of a normalised path the way routes see them: each segment's matrix
 // parameters (";jsessionid=1", up to the next '/') are cut off, and segments left empty (a
 // trailing '/', "/;x/") are skipped, as servlet containers do before routing. So

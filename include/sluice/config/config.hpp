@@ -149,9 +149,9 @@ struct Config {
   std::uint8_t ipv6_prefix = 64;
   HeaderStyle headers = HeaderStyle::both;
   ClientLimits client;
-  // The default of each route's match.case_sensitive. Express routes ignore case by default, and
-  // matching without case only ever over-counts: a case-sensitive upstream answers 404 to a
-  // spelling sluice charged, while the other way round /API/LOGIN would skip /api/login's limits.
+  // The default of each route's match.case_sensitive: false, as Express routes (true there would
+  // let /API/LOGIN skip /api/login's limits). It must follow the upstream: in front of a
+  // case-sensitive one, false lets an early unlimited /health also take /HEALTH.
   bool case_sensitive_paths = false;
   StoreSettings store;
   std::vector<Upstream> upstreams;
