@@ -192,6 +192,7 @@ int Server::run() {
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
         .limits = session_limits(cfg.client),
         .digest_key = key_digests,
+        .yield_queue = proxy::YieldQueue(loop->ioc.get_executor()),
     });
     try {
       loop->listener = std::make_shared<proxy::Listener>(loop->ioc, endpoint, *loop->worker);

@@ -141,7 +141,9 @@ std::string_view chunk_size_line(std::size_t n, std::array<char, 24>& storage) {
   return {storage.data(), static_cast<std::size_t>(end - storage.data())};
 }
 
-class Session final : public std::enable_shared_from_this<Session>, private limit::DecideWaiter {
+class Session final : public std::enable_shared_from_this<Session>,
+                      private limit::DecideWaiter,
+                      private YieldQueue::Member {
  public:
   Session(Socket socket, Worker& worker)
       : client_(std::move(socket)),
@@ -237,7 +239,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
     // for its next request's first byte.
     set_deadline(requests_served_ == 0 || head_started_ ? limits().header_timeout
                                                         : limits().idle_timeout);
-    if (head_started_) return parse_request_head();
+    if (head_started_) return start_request_head();
     input_.shrink_if_empty();
     wait_for_client_bytes();
   }
@@ -262,7 +264,23 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
       // request has had header_timeout since the accept: restarting it at the first byte would
       // let a client hold a slot for twice that by waiting, then sending one byte.
       if (requests_served_ > 0) set_deadline(limits().header_timeout);
+      return start_request_head();
     }
+    parse_request_head();
+  }
+
+  // The first bytes of a request are here. A connection whose last request was over its limit
+  // lets everyone else's ready work go first (YieldQueue): under a flood, a client within its
+  // limits then waits for a few of the flooder's requests, not for a whole loop turn of them.
+  void start_request_head() {
+    if (!over_limit_) return parse_request_head();
+    worker_.yield_queue.push(
+        std::shared_ptr<YieldQueue::Member>(shared_from_this(), static_cast<Member*>(this)));
+  }
+
+  void resume() override {
+    // Waiting here took longer than the head may: as if the client had been slow.
+    if (SteadyClock::now() >= deadline_) return reply({.kind = ErrorKind::request_timeout}, true);
     parse_request_head();
   }
 
@@ -392,6 +410,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   void act_on_decision() {
     if (call_.outcome == limit::Outcome::store_error) return on_store_error();
     const bool allowed = call_.outcome == limit::Outcome::allowed;
+    over_limit_ = !allowed;
     reported_ = verdict_to_report(call_.verdicts, allowed);
     const auto& verdict = call_.verdicts[reported_];
     format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);
@@ -926,6 +945,7 @@ class Session final : public std::enable_shared_from_this<Session>, private limi
   classify::IpAddress peer_;
   std::string peer_text_;
   std::size_t requests_served_ = 0;
+  bool over_limit_ = false;  // the last request decided was refused by a limit
   std::size_t lingered_bytes_ = 0;
 
   // Deadlines.

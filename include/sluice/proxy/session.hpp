@@ -10,6 +10,7 @@
 #include <sluice/proxy/io.hpp>
 #include <sluice/proxy/snapshot.hpp>
 #include <sluice/proxy/upstream_pool.hpp>
+#include <sluice/proxy/yield_queue.hpp>
 
 namespace sluice::proxy {
 
@@ -88,6 +89,8 @@ struct Worker {
   // instance must compute the same digests.
   limit::DigestKey digest_key;
   RelayBuffers relay_buffers{};
+  // Connections over their limit wait here before their next request is read (see YieldQueue).
+  YieldQueue yield_queue;
 };
 
 // Serves one accepted client connection until it closes. The caller has entered

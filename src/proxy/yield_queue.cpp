@@ -1,0 +1,42 @@
+#include <algorithm>
+
+#include <sluice/proxy/yield_queue.hpp>
+
+namespace sluice::proxy {
+
+void YieldQueue::push(std::shared_ptr<Member> member) {
+  if (count_ == ring_.size()) {
+    // Grow by unrolling the ring into a larger one, oldest first.
+    std::vector<std::shared_ptr<Member>> grown(std::max<std::size_t>(16, ring_.size() * 2));
+    for (std::size_t i = 0; i < count_; ++i)
+      grown[i] = std::move(ring_[(head_ + i) % ring_.size()]);
+    ring_ = std::move(grown);
+    head_ = 0;
+  }
+  ring_[(head_ + count_) % ring_.size()] = std::move(member);
+  ++count_;
+  post_slice();
+}
+
+void YieldQueue::post_slice() {
+  // A post goes behind the handlers of the current loop turn, the other connections' ready work
+  // among them; Asio's reactor runs again before a slice posted after it.
+  if (slice_posted_) return;
+  slice_posted_ = true;
+  net::post(executor_, [this] { run_slice(); });
+}
+
+void YieldQueue::run_slice() {
+  // Members pushed while this slice runs, and the next slice, wait behind the work this slice's
+  // members posted (their writes' completions) and behind whatever epoll brings meanwhile.
+  for (std::size_t n = std::min(count_, kSlice); n > 0; --n) {
+    auto member = std::move(ring_[head_]);
+    head_ = (head_ + 1) % ring_.size();
+    --count_;
+    member->resume();
+  }
+  slice_posted_ = false;
+  if (count_ > 0) post_slice();
+}
+
+}  // namespace sluice::proxy

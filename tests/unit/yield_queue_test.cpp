@@ -1,0 +1,114 @@
+// The queue over-limit connections wait in: everything else that is ready goes first, and the
+// waiting ones go a slice at a time, oldest first, none lost.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <sluice/proxy/yield_queue.hpp>
+
+namespace {
+
+using sluice::proxy::YieldQueue;
+namespace net = boost::asio;
+
+// Writes its name into the log when resumed.
+class Waiter final : public YieldQueue::Member {
+ public:
+  Waiter(std::string name, std::vector<std::string>& log) : name_(std::move(name)), log_(log) {}
+  void resume() override { log_.push_back(name_); }
+
+ private:
+  std::string name_;
+  std::vector<std::string>& log_;
+};
+
+// Runs a function when resumed.
+class Callback final : public YieldQueue::Member {
+ public:
+  explicit Callback(std::function<void()> run) : run_(std::move(run)) {}
+  void resume() override { run_(); }
+
+ private:
+  std::function<void()> run_;
+};
+
+}  // namespace
+
+TEST_CASE("work ready in the same loop turn runs before the queue's members", "[yield_queue]") {
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  // Three connections epoll reported ready together; the first and the last are over their
+  // limit, the middle one is not.
+  net::post(loop, [&] { queue.push(std::make_shared<Waiter>("flooder 1", log)); });
+  net::post(loop, [&] { log.push_back("polite"); });
+  net::post(loop, [&] { queue.push(std::make_shared<Waiter>("flooder 2", log)); });
+  loop.run();
+  CHECK(log == std::vector<std::string>{"polite", "flooder 1", "flooder 2"});
+  CHECK(queue.size() == 0);
+}
+
+TEST_CASE("work that arrives during a slice runs before the next slice", "[yield_queue]") {
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  constexpr std::size_t k = YieldQueue::kSlice;
+  std::vector<std::string> expected;
+  for (std::size_t i = 0; i < 2 * k + 1; ++i) {
+    const std::string name = "w" + std::to_string(i);
+    if (i == 1) {
+      // Its request is answered, and the write's completion handler is posted, as Asio does.
+      queue.push(std::make_shared<Callback>([&log, &loop, name] {
+        log.push_back(name);
+        net::post(loop, [&log] { log.push_back("newcomer"); });
+      }));
+    } else {
+      queue.push(std::make_shared<Waiter>(name, log));
+    }
+    expected.push_back(name);
+    if (i == k - 1) expected.push_back("newcomer");
+  }
+  loop.run();
+  CHECK(log == expected);
+}
+
+TEST_CASE("a member queued during a slice waits behind work posted before it", "[yield_queue]") {
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  queue.push(std::make_shared<Callback>([&] {
+    log.push_back("w0");
+    queue.push(std::make_shared<Waiter>("again", log));
+    net::post(loop, [&log] { log.push_back("newcomer"); });
+  }));
+  queue.push(std::make_shared<Waiter>("w1", log));
+  loop.run();
+  CHECK(log == std::vector<std::string>{"w0", "w1", "newcomer", "again"});
+}
+
+TEST_CASE("members are resumed once each, oldest first, while the queue grows around its end",
+          "[yield_queue]") {
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  std::vector<std::string> expected;
+  int next = 0;
+  auto push = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      expected.push_back("w" + std::to_string(next));
+      queue.push(std::make_shared<Waiter>("w" + std::to_string(next++), log));
+    }
+  };
+  push(12);
+  loop.run_one();  // one slice: the ring's oldest entries are now in its middle
+  CHECK(log.size() == YieldQueue::kSlice);
+  CHECK(queue.size() == 12 - YieldQueue::kSlice);
+  push(40);  // wraps around the ring's end, then grows it
+  loop.restart();
+  loop.run();
+  CHECK(log == expected);
+  CHECK(queue.size() == 0);
+}
