@@ -5,6 +5,7 @@
 // are not reported as missing, and a limit with errors is not compared with its namesakes.
 // Errors are returned sorted by position, whatever order the sections were read in.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -1163,7 +1164,29 @@ class Loader {
           route.max_body = *value;
         }
       }
+      collect_key_headers(route);
       config_.routes.push_back(std::move(route));
+    }
+  }
+
+  static void collect_key_headers(Route& route) {
+    for (const Limit& limit : route.limits) {
+      for (const KeyPart& part : limit.key) {
+        for (const KeySource& source : part.alternatives) {
+          if (source.kind != KeySource::Kind::identity && source.kind != KeySource::Kind::header) {
+            continue;
+          }
+          const bool known = std::any_of(
+              route.key_headers.begin(), route.key_headers.end(), [&](const std::string& name) {
+                return std::equal(name.begin(), name.end(), source.header.begin(),
+                                  source.header.end(), [](char a, char b) {
+                                    return std::tolower(static_cast<unsigned char>(a)) ==
+                                           std::tolower(static_cast<unsigned char>(b));
+                                  });
+              });
+          if (!known) route.key_headers.push_back(source.header);
+        }
+      }
     }
   }
 

@@ -8,6 +8,7 @@
 // bytes through a pooled buffer; chunked ones are followed by a ChunkedScanner so their end is
 // known without re-framing them. Nothing here allocates per request once a connection's buffers
 // have grown.
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstring>
@@ -213,18 +214,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   // believe the last: sending "X-API-Key: <random>" before the real one would buy a fresh budget
   // per request. Two readings of one request are refused, as everywhere else.
   bool repeats_a_key_header() const noexcept {
-    using Kind = config::KeySource::Kind;
-    for (const config::Limit& limit : route_->limits) {
-      for (const config::KeyPart& part : limit.key) {
-        for (const config::KeySource& source : part.alternatives) {
-          if ((source.kind == Kind::identity || source.kind == Kind::header) &&
-              request_.count(source.header) > 1) {
-            return true;
-          }
-        }
-      }
-    }
-    return false;
+    return std::any_of(route_->key_headers.begin(), route_->key_headers.end(),
+                       [this](const std::string& name) { return request_.count(name) > 1; });
   }
 
   // Reads the flag and clears it: the next step starts a fresh deadline.

@@ -1359,3 +1359,18 @@ routes:
         "  rest    *    /* -> api  (max body 10MiB)\n"
         "          no limits\n");
 }
+
+TEST_CASE("a route knows each header its limits are keyed on, once", "[config]") {
+  // The session refuses a request that repeats any of them; a header named twice, in two
+  // spellings, is one header.
+  const auto c = load_ok(with_limit(
+      "{ name: x, key: [\"user|ip\", \"header:x-user-id\", method], algorithm: gcra, limit: 5, "
+      "window: 1s }\n"
+      "      - { name: y, key: [\"header:X-Tenant\", path], algorithm: gcra, limit: 5, window: 1s "
+      "}"));
+  REQUIRE(c->routes.size() == 1);
+  CHECK(c->routes[0].key_headers == std::vector<std::string>{"X-User-Id", "X-Tenant"});
+  CHECK(load_ok(with_limit("{ name: x, key: [ip, method], algorithm: gcra, limit: 5, window: 1s }"))
+            ->routes[0]
+            .key_headers.empty());
+}

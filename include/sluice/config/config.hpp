@@ -118,6 +118,10 @@ struct Route {
   std::vector<std::string> methods;  // upper case; empty = any method
   std::size_t upstream = 0;          // index into Config::upstreams
   std::vector<Limit> limits;
+  // The headers the limits' keys read (identities and header:NAME), each once, resolved at load:
+  // a request that repeats one is refused (a key built from one copy while the upstream may
+  // believe another).
+  std::vector<std::string> key_headers;
   OnStoreError on_store_error = OnStoreError::allow;
   // Largest request body in bytes (over it: 413), resolved at load: the route's `max_body`, else
   // `client.max_body`. 0 = unlimited.
