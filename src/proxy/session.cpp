@@ -169,8 +169,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   ~Session() { gate_.leave(); }
 
   void start(const tcp::endpoint& peer) {
-    error_code ec;
-    client_.set_option(tcp::no_delay(true), ec);
+    // TCP_NODELAY comes from the listening socket (Listener).
     peer_ = to_ip(peer.address());
     std::array<char, 46> text;
     peer_text_.assign(text.data(), peer_.format(std::span<char, 46>(text)));
