@@ -269,7 +269,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   }
 
   void resume() override {
-    // Waiting here took longer than the head may: as if the client had been slow.
+    // Waiting here took longer than the head may: answered as if the client had been slow,
+    // though the wait was sluice's (only under a backlog of over-limit work of many seconds).
     if (SteadyClock::now() >= deadline_) return reply({.kind = ErrorKind::request_timeout}, true);
     parse_request_head();
   }
@@ -315,6 +316,9 @@ class Session final : public std::enable_shared_from_this<Session>,
   }
 
   void on_request_head() {
+    // Whether this request waits in the yield queue was settled by the one before; only a limit
+    // refusing this one sets it again (a 404, an unlimited route or a store error do not).
+    over_limit_ = false;
     // The head's views point into input_, whose bytes stay where they are until the next read
     // into it, after this exchange: consuming only moves the read position.
     input_.consume(request_.head_bytes);
@@ -400,7 +404,9 @@ class Session final : public std::enable_shared_from_this<Session>,
   void act_on_decision() {
     if (call_.outcome == limit::Outcome::store_error) return on_store_error();
     const bool allowed = call_.outcome == limit::Outcome::allowed;
-    over_limit_ = !allowed;
+    // A trusted proxy's connection carries many clients: one of them over its limit must not
+    // make the next one wait.
+    over_limit_ = !allowed && !classify::is_trusted(peer_, snapshot_->config->trusted_proxies);
     reported_ = verdict_to_report(call_.verdicts, allowed);
     const auto& verdict = call_.verdicts[reported_];
     format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);

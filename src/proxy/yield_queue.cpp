@@ -21,15 +21,15 @@ void YieldQueue::push(std::shared_ptr<Member> member) {
 
 void YieldQueue::post_slice() {
   // A post goes behind the handlers of the current loop turn, the other connections' ready work
-  // among them; Asio's reactor runs again before a slice posted after it.
+  // among them.
   if (slice_posted_) return;
   slice_posted_ = true;
   net::post(executor_, [this] { run_slice(); });
 }
 
 void YieldQueue::run_slice() {
-  // Members pushed while this slice runs, and the next slice, wait behind the work this slice's
-  // members posted (their writes' completions) and behind whatever epoll brings meanwhile.
+  // Members pushed while this slice runs wait for the next one (slice_posted_ stays set until
+  // then; an exception from a member ends the loop's thread anyway).
   for (std::size_t n = std::min(count_, kSlice); n > 0; --n) {
     auto member = std::move(ring_[head_]);
     head_ = (head_ + 1) % ring_.size();
@@ -37,15 +37,22 @@ void YieldQueue::run_slice() {
     member->resume();
   }
   slice_posted_ = false;
-  if (count_ > 0) {
-    // Only over-limit work is left for now: offer the core to any other runnable process first.
-    // A co-located upstream (a sidecar's app, the benchmark's) otherwise waits out the
-    // scheduler's time slice behind sluice's flood work before it can answer a client within its
-    // limits; the polite client's p99 under flood fell from 3.4-3.7 ms to 2.1-2.5 ms with it
-    // (docs/performance.md). With nothing else runnable it returns at once.
+  if (count_ == 0) return;
+  // The next slice goes through two posts. Asio runs epoll when it reaches its reactor's place in
+  // the handler queue, which is ahead of anything posted now, but appends what epoll finds at the
+  // end: behind a slice posted directly. The hop runs after that epoll, so the slice it posts
+  // goes behind the work epoll found there.
+  slice_posted_ = true;
+  net::post(executor_, [this] {
+    // Only this thread's own over-limit work is due before that new work is seen: offer the core
+    // to any other runnable process first. A co-located upstream (a sidecar's app, the
+    // benchmark's) otherwise waits out the scheduler's time slice behind sluice's flood work
+    // before it can answer a client within its limits; the polite client's p99 under flood fell
+    // from 3.4-3.7 ms to 2.1-2.5 ms with it (docs/performance.md). With nothing else runnable it
+    // returns at once.
     ::sched_yield();
-    post_slice();
-  }
+    net::post(executor_, [this] { run_slice(); });
+  });
 }
 
 }  // namespace sluice::proxy

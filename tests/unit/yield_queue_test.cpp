@@ -112,3 +112,38 @@ TEST_CASE("members are resumed once each, oldest first, while the queue grows ar
   CHECK(log == expected);
   CHECK(queue.size() == 0);
 }
+
+TEST_CASE("a connection epoll finds ready during a slice is served before the next slice",
+          "[yield_queue]") {
+  // The order of Asio's own scheduler: epoll runs when the loop reaches the reactor's place in
+  // the handler queue, and what it finds goes to the end of the queue.
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  net::local::stream_protocol::socket sender(loop);
+  net::local::stream_protocol::socket receiver(loop);
+  net::local::connect_pair(sender, receiver);
+  char byte = 0;
+  receiver.async_read_some(net::buffer(&byte, 1), [&](boost::system::error_code ec, std::size_t) {
+    CHECK_FALSE(ec);
+    log.push_back("newcomer");
+  });
+  constexpr std::size_t k = YieldQueue::kSlice;
+  std::vector<std::string> expected;
+  for (std::size_t i = 0; i < 3 * k; ++i) {
+    const std::string name = "w" + std::to_string(i);
+    if (i == 1) {
+      // A request arrives on another connection while the first slice runs.
+      queue.push(std::make_shared<Callback>([&log, &sender, name] {
+        log.push_back(name);
+        sender.send(net::buffer("x", 1));
+      }));
+    } else {
+      queue.push(std::make_shared<Waiter>(name, log));
+    }
+    expected.push_back(name);
+    if (i == k - 1) expected.push_back("newcomer");
+  }
+  loop.run();
+  CHECK(log == expected);
+}
