@@ -6,7 +6,7 @@
 #                [--sluice build/sluice] [--store-bench build/bench/sluice_bench_store] [--keep DIR]
 #                [--redis-cpu 0]
 #
-# Scenarios (all by default; a full run at the defaults takes about 6 minutes):
+# Scenarios (all by default; a full run at the defaults takes about 8 minutes):
 #   allowed    /limited/ (never rejects), one API key          direct upstream, nginx, haproxy, sluice
 #   keys       /limited/, 100 000 API keys (wrk Lua script)    same targets
 #   rejected   /tight/ (10/s, burst 5), one key: a 429 flood   nginx, haproxy, sluice
@@ -15,7 +15,8 @@
 #              script calls (EVALSHA + EVAL) and Redis CPU time per request; skipped with a message
 #              if `sluice check` rejects the store
 #   threads    sluice threads: 2 against threads: 1, everything sharing both CPUs (see the doc)
-#   isolation  a paced client's p99 and rps alone, then while one key floods /tight/
+#   isolation  a paced client's p99 and rps alone, then while one key floods /tight/ (runs of at
+#              least 10 s, whatever --secs says)
 #   memory     idle RSS of sluice, and bytes per key at 1 000 000 keys (sluice_bench_store)
 #
 # Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), one worker/thread each; redis-server too
@@ -26,7 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
 rounds=3 secs=3 conns=50 only="" sluice="$repo/build/sluice" store_bench="" keep="" redis_cpu=0
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) rounds=$2; shift 2;;
@@ -371,6 +372,8 @@ scenario_round() {
       # The paced client shares CPU 1 with the flooding wrk; real-time priority lets it run the
       # moment a response arrives, so its latency is the server's, not the time it waited for CPU 1.
       if chrt -f 1 true 2>/dev/null; then drive_prefix=(chrt -f 1); fi
+      # At 190 paced requests/s a 3 s run gives the p99 from its 6 worst samples: at least 10 s.
+      round_secs=$secs; secs=$((secs < 10 ? 10 : secs))
       for t in $(rotate "$r" nginx haproxy sluice); do
         record isolation-alone "$t" "$(drive "$t" /limited/x polite "$client_cpus" 1 2)"
         timeout $((secs + 22)) taskset -c "$client_cpus" wrk -t1 -c"$conns" -d"$((secs + 2))s" \
@@ -381,6 +384,7 @@ scenario_round() {
         wait "$flood_pid" || true
         flood_pid=""
       done
+      secs=$round_secs
       drive_prefix=();;
   esac
 }
