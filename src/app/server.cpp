@@ -65,13 +65,14 @@ std::string_view environment(const char* name) {
   return value != nullptr ? value : "";
 }
 
-// The Redis store's settings from the config, plus the secrets that may live in the environment
-// instead: SLUICE_REDIS_PASSWORD when the URL has no password, SLUICE_KEY_SALT when the config
-// has no key_salt. Throws on a bad URL (which the loader has already rejected).
+// The config's key_salt, else SLUICE_KEY_SALT.
 std::string_view key_salt(const config::RedisSettings& redis) {
   return redis.key_salt.empty() ? environment("SLUICE_KEY_SALT") : std::string_view(redis.key_salt);
 }
 
+// The Redis store's settings from the config, plus the secrets that may live in the environment
+// instead: SLUICE_REDIS_PASSWORD when the URL has no password, SLUICE_KEY_SALT when the config
+// has no key_salt. Throws on a bad URL (which the loader has already rejected).
 limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redis) {
   limit::RedisStoreSettings settings;
   const std::string why =

@@ -5,7 +5,6 @@
 // are not reported as missing, and a limit with errors is not compared with its namesakes.
 // Errors are returned sorted by position, whatever order the sections were read in.
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -1176,14 +1175,10 @@ class Loader {
           if (source.kind != KeySource::Kind::identity && source.kind != KeySource::Kind::header) {
             continue;
           }
-          const bool known = std::any_of(
-              route.key_headers.begin(), route.key_headers.end(), [&](const std::string& name) {
-                return std::equal(name.begin(), name.end(), source.header.begin(),
-                                  source.header.end(), [](char a, char b) {
-                                    return std::tolower(static_cast<unsigned char>(a)) ==
-                                           std::tolower(static_cast<unsigned char>(b));
-                                  });
-              });
+          const std::string lower = to_lower(source.header);
+          const bool known =
+              std::any_of(route.key_headers.begin(), route.key_headers.end(),
+                          [&](const std::string& name) { return to_lower(name) == lower; });
           if (!known) route.key_headers.push_back(source.header);
         }
       }

@@ -408,20 +408,24 @@ constexpr std::int64_t kRecoveryQuietNs = 1'000'000'000;
 
 // ---------------------------------------------------------------------------------------------
 
-DigestKey redis_key_names(std::string_view salt) noexcept {
-  // The salt (any length) keys a hash of a fixed label: unrelated to every other use of the
-  // default key, and an empty salt still gives a key of its own.
+namespace {
+
+// The salt (any length) keys a hash of a fixed label, one label per use: keys unrelated to each
+// other and to every other use of the default key; an empty salt still gives keys of their own.
+DigestKey derive_key(std::string_view salt, std::string_view label) noexcept {
   const KeyDigest condensed = siphash128(DigestKey{}, salt);
-  const KeyDigest mixed =
-      siphash128(DigestKey{condensed.hi, condensed.lo}, "sluice redis key names");
+  const KeyDigest mixed = siphash128(DigestKey{condensed.hi, condensed.lo}, label);
   return DigestKey{mixed.hi, mixed.lo};
 }
 
+}  // namespace
+
+DigestKey redis_key_names(std::string_view salt) noexcept {
+  return derive_key(salt, "sluice redis key names");
+}
+
 DigestKey redis_digest_key(std::string_view salt) noexcept {
-  const KeyDigest condensed = siphash128(DigestKey{}, salt);
-  const KeyDigest mixed =
-      siphash128(DigestKey{condensed.hi, condensed.lo}, "sluice limit key digests");
-  return DigestKey{mixed.hi, mixed.lo};
+  return derive_key(salt, "sluice limit key digests");
 }
 
 std::string_view redis_key_name(const DigestKey& names, const KeyDigest& digest,

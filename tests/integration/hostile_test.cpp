@@ -510,10 +510,8 @@ TEST_CASE("spoofing: rotating X-Forwarded-For or Forwarded from an untrusted pee
 // sluice behind a trusted proxy at 127.0.0.1 (the test itself), with kFivePerIp; `settings` are
 // more top-level lines.
 std::string behind_trusted_proxy(std::string_view settings = "") {
-  std::string head = config_head();
-  const std::string untrusted = "trusted_proxies: []";
-  head.replace(head.find(untrusted), untrusted.size(), "trusted_proxies: [127.0.0.1]");
-  return head + std::string(settings) + kFivePerIp;
+  return replace_once(config_head(), "trusted_proxies: []", "trusted_proxies: [127.0.0.1]") +
+         std::string(settings) + kFivePerIp;
 }
 
 TEST_CASE("IPv6 rotation: addresses of one /64 behind a trusted proxy are one client",

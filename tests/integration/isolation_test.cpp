@@ -193,15 +193,19 @@ int flood_answers_before_polite(ProxyStack& stack) {
   return answered_before;
 }
 
-const std::string kTightRoute = R"(identities:
+// /tight/*: `limit` requests per hour for each X-API-Key.
+std::string tight_routes(int limit) {
+  return R"(identities:
   api_key: { header: X-API-Key }
 routes:
   - name: tight
     match: { path: /tight/* }
     upstream: api
     limits:
-      - { name: per-key, key: [api_key], algorithm: fixed_window, limit: 1, window: 1h }
+      - { name: per-key, key: [api_key], algorithm: fixed_window, limit: )" +
+         std::to_string(limit) + R"(, window: 1h }
 )";
+}
 
 }  // namespace
 
@@ -209,7 +213,7 @@ TEST_CASE(
     "a client within its limits is answered before a flooder's requests that were ready "
     "first",
     "[rate_limit][isolation]") {
-  ProxyStack stack(config_head() + kTightRoute);
+  ProxyStack stack(config_head() + tight_routes(1));
   const int answered_before = flood_answers_before_polite(stack);
   INFO(stack.log_tail());
   // Ready last, served first: none of the flooder's requests goes before it. (Served in arrival
@@ -220,11 +224,9 @@ TEST_CASE(
 TEST_CASE("a trusted proxy's connections never wait for one of their clients' 429s",
           "[rate_limit][isolation]") {
   // Behind a proxy, one connection carries many clients: the next request on it may be anyone's.
-  std::string head = config_head();
-  const auto at = head.find("trusted_proxies: []");
-  REQUIRE(at != std::string::npos);
-  head.replace(at, 19, "trusted_proxies: [127.0.0.1/32]");
-  ProxyStack stack(head + kTightRoute);
+  ProxyStack stack(
+      replace_once(config_head(), "trusted_proxies: []", "trusted_proxies: [127.0.0.1/32]") +
+      tight_routes(1));
   const int answered_before = flood_answers_before_polite(stack);
   INFO(stack.log_tail());
   // Every connection is served in arrival order, as if no queue existed.
@@ -234,15 +236,7 @@ TEST_CASE("a trusted proxy's connections never wait for one of their clients' 42
 TEST_CASE("requests pipelined behind a 429 are all answered, in order", "[rate_limit][isolation]") {
   // The second and later requests of the write are already buffered when the first is answered:
   // the connection, now over its limit, queues for each of them.
-  ProxyStack stack(config_head() + R"(identities:
-  api_key: { header: X-API-Key }
-routes:
-  - name: tight
-    match: { path: /tight/* }
-    upstream: api
-    limits:
-      - { name: per-key, key: [api_key], algorithm: fixed_window, limit: 2, window: 1h }
-  - name: open
+  ProxyStack stack(config_head() + tight_routes(2) + R"(  - name: open
     match: { path: /open/* }
     upstream: api
 )");

@@ -346,11 +346,7 @@ TEST_CASE("threads: 2 share one memory store: 300 requests from 30 connections a
   // Each thread has its own listener (SO_REUSEPORT), so the kernel spreads the connections over
   // both event loops; the one memory store must still count every request once. Under
   // ThreadSanitizer (make test-tsan) this is the test of the threads sharing the store.
-  std::string head = config_head();
-  const auto at = head.find("threads: 1");
-  REQUIRE(at != std::string::npos);
-  head.replace(at, 10, "threads: 2");
-  ProxyStack stack(head + R"(identities:
+  ProxyStack stack(replace_once(config_head(), "threads: 1", "threads: 2") + R"(identities:
   api_key: { header: X-API-Key }
 routes:
   - name: shared

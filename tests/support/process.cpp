@@ -317,6 +317,14 @@ std::string substitute(std::string_view text, const std::map<std::string, std::s
   return out;
 }
 
+std::string replace_once(std::string text, std::string_view from, std::string_view to) {
+  const auto at = text.find(from);
+  if (at == std::string::npos)
+    throw std::invalid_argument("no '" + std::string(from) + "' to replace");
+  text.replace(at, from.size(), to);
+  return text;
+}
+
 void write_file(const std::filesystem::path& path, std::string_view contents) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(contents.data(), static_cast<std::streamsize>(contents.size()));

@@ -88,6 +88,10 @@ bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout,
 // Replaces every ${NAME} in `text` with values.at(NAME); throws on a name with no value.
 std::string substitute(std::string_view text, const std::map<std::string, std::string>& values);
 
+// `text` with its first `from` replaced by `to`; throws when `from` is not there (a config
+// template that changed under a test).
+std::string replace_once(std::string text, std::string_view from, std::string_view to);
+
 void write_file(const std::filesystem::path& path, std::string_view contents);
 
 // Called by the test runner's listener (integration/main.cpp) for every failed assertion, so a

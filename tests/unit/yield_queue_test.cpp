@@ -35,6 +35,34 @@ class Callback final : public YieldQueue::Member {
   std::function<void()> run_;
 };
 
+// "w0", "w1", ... (built by appending: GCC 12 warns, wrongly, on "w" + std::to_string(i)).
+std::string member_name(std::size_t i) {
+  std::string name = "w";
+  name += std::to_string(i);
+  return name;
+}
+
+// Queues `count` members, w0, w1, ...; w1 also runs `then` when it is resumed. Returns the order
+// expected when the "newcomer" that `then` brings about runs right after the first slice.
+std::vector<std::string> queue_members(YieldQueue& queue, std::vector<std::string>& log,
+                                       std::size_t count, std::function<void()> then) {
+  std::vector<std::string> expected;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string name = member_name(i);
+    if (i == 1) {
+      queue.push(std::make_shared<Callback>([&log, name, then] {
+        log.push_back(name);
+        then();
+      }));
+    } else {
+      queue.push(std::make_shared<Waiter>(name, log));
+    }
+    expected.push_back(name);
+    if (i == YieldQueue::kSlice - 1) expected.push_back("newcomer");
+  }
+  return expected;
+}
+
 }  // namespace
 
 TEST_CASE("work ready in the same loop turn runs before the queue's members", "[yield_queue]") {
@@ -55,22 +83,10 @@ TEST_CASE("work that arrives during a slice runs before the next slice", "[yield
   net::io_context loop;
   YieldQueue queue(loop.get_executor());
   std::vector<std::string> log;
-  constexpr std::size_t k = YieldQueue::kSlice;
-  std::vector<std::string> expected;
-  for (std::size_t i = 0; i < 2 * k + 1; ++i) {
-    const std::string name = "w" + std::to_string(i);
-    if (i == 1) {
-      // Its request is answered, and the write's completion handler is posted, as Asio does.
-      queue.push(std::make_shared<Callback>([&log, &loop, name] {
-        log.push_back(name);
-        net::post(loop, [&log] { log.push_back("newcomer"); });
-      }));
-    } else {
-      queue.push(std::make_shared<Waiter>(name, log));
-    }
-    expected.push_back(name);
-    if (i == k - 1) expected.push_back("newcomer");
-  }
+  // w1's request is answered, and the write's completion handler is posted, as Asio does.
+  const auto expected = queue_members(queue, log, 2 * YieldQueue::kSlice + 1, [&] {
+    net::post(loop, [&log] { log.push_back("newcomer"); });
+  });
   loop.run();
   CHECK(log == expected);
 }
@@ -95,11 +111,11 @@ TEST_CASE("members are resumed once each, oldest first, while the queue grows ar
   YieldQueue queue(loop.get_executor());
   std::vector<std::string> log;
   std::vector<std::string> expected;
-  int next = 0;
+  std::size_t next = 0;
   auto push = [&](int n) {
     for (int i = 0; i < n; ++i) {
-      expected.push_back("w" + std::to_string(next));
-      queue.push(std::make_shared<Waiter>("w" + std::to_string(next++), log));
+      expected.push_back(member_name(next));
+      queue.push(std::make_shared<Waiter>(member_name(next++), log));
     }
   };
   push(12);
@@ -128,22 +144,9 @@ TEST_CASE("a connection epoll finds ready during a slice is served before the ne
     CHECK_FALSE(ec);
     log.push_back("newcomer");
   });
-  constexpr std::size_t k = YieldQueue::kSlice;
-  std::vector<std::string> expected;
-  for (std::size_t i = 0; i < 3 * k; ++i) {
-    const std::string name = "w" + std::to_string(i);
-    if (i == 1) {
-      // A request arrives on another connection while the first slice runs.
-      queue.push(std::make_shared<Callback>([&log, &sender, name] {
-        log.push_back(name);
-        sender.send(net::buffer("x", 1));
-      }));
-    } else {
-      queue.push(std::make_shared<Waiter>(name, log));
-    }
-    expected.push_back(name);
-    if (i == k - 1) expected.push_back("newcomer");
-  }
+  // A request arrives on another connection while the first slice runs.
+  const auto expected =
+      queue_members(queue, log, 3 * YieldQueue::kSlice, [&] { sender.send(net::buffer("x", 1)); });
   loop.run();
   CHECK(log == expected);
 }
