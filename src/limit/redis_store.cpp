@@ -24,22 +24,28 @@ using SteadyClock = std::chrono::steady_clock;
 // expression below keeps the C++ operand order, so results are bit-identical. `#!lua` (Redis 7
 // script flags, none set) makes Redis refuse the whole script up front when it is out of memory,
 // instead of failing on a later write: the writes of one call are all done or none.
+//
+// The script decides which requests are admitted and charges them; the verdicts' numbers
+// (remaining, reset, retry) are not its work: it returns the state each counter held before the
+// batch and its instant, and the store replays the batch through evaluate() itself, checking
+// request by request that it admits exactly what the script admitted (read_batch_reply).
 // ---------------------------------------------------------------------------------------------
 
 constexpr std::string_view kScriptHead = R"lua(#!lua
 -- sluice: a batch of requests, each deciding every one of its limits atomically and
 -- all-or-nothing, in order: exactly as if each request had been sent alone at the same instant.
--- A transcription of src/limit/algorithm.cpp, operation for operation; keep the two in step.
+-- Transcribes the decisions of src/limit/algorithm.cpp; keep the two in step.
 -- KEYS     every counter of the batch, once each: "v0 v1 v2" (a LimitState; absent = fresh)
--- ARGV[1]  the batch as little-endian int64s: the number of requests, then per request:
---          1 = charge if every check allows | 0 = check only (writes nothing), its number of
---          checks, and per check: its key (an index into KEYS), algorithm (1 token_bucket,
---          2 gcra, 3 sliding_window, 4 fixed_window), limit, window (us), capacity (burst, or
---          limit), cost (>= 1). Zero checks: the same checks as the request before (a flood of
---          one client's identical requests is sent and decided for the price of its first).
--- returns  little-endian int64s, per request: 1 all allowed | 0 not | 2 a state unreadable
---          (nothing charged; zeros follow), then per check: allowed 1|0, remaining, reset us,
---          retry_after us
+-- ARGV[1]  the batch as little-endian int64s: the number of runs, then per run (consecutive
+--          requests with the same checks and mode): its mode, 1 = charge if every check allows
+--          | 0 = check only (writes nothing); its number of checks, 0 = those of the last run
+--          that listed its own; its number of requests (>= 1); and per check listed: its key
+--          (an index into KEYS), algorithm (1 token_bucket, 2 gcra, 3 sliding_window,
+--          4 fixed_window), limit, window (us), capacity (burst, or limit), cost (>= 1).
+-- returns  little-endian int64s: the instant (us) the batch was decided at; per run how many
+--          of its requests were admitted (always the first ones), or -1 when a counter it uses
+--          holds something that is not a state (nothing charged); per key its state before the
+--          batch, v0 v1 v2 (0 0 0 when absent, -1 0 0 when not a state)
 )lua";
 
 // Where `now` comes from. Production: Redis' own clock, the one clock all instances share.
@@ -65,108 +71,116 @@ local function micros(us)
   return us
 end
 
--- decide_bucket: allowed, debt_after, remaining, reset, retry_after
-local function bucket(debt, lead, L, W, B, c)
-  local cost_debt = c * W
-  local capacity = B * W
-  local allowed = debt + cost_debt <= capacity
-  local debt_after, remaining, retry
-  if allowed then
-    debt_after = debt + cost_debt
-    remaining = floor((capacity - debt_after) / W)
-    retry = 0
-  else
-    debt_after = debt
-    remaining = max(0, floor((capacity - debt) / W))
-    if c > B then
-      retry = micros(W)
-    else
-      retry = micros(lead + ceil((debt + cost_debt - capacity) / L))
-    end
-  end
-  return allowed, debt_after, remaining, micros(lead + ceil(debt_after / L)), retry
-end
+-- One request's check exactly as evaluate() decides it: allowed, then when allowed its next v0,
+-- v1, v2 and expires_at (a refused check leaves the state as it was, in every algorithm).
 
--- Each algorithm: allowed, remaining, reset, retry_after, next v0, v1, v2, expires_at.
-local function gcra(s, now, L, W, B, c)
-  local debt = max(0, (s[1] - now) * L - s[2])
-  local allowed, debt_after, remaining, reset, retry = bucket(debt, 0, L, W, B, c)
-  local n0, n1, n2 = s[1], s[2], s[3]
-  if allowed then
-    local q = ceil(debt_after / L)
-    n0, n1, n2 = now + q, q * L - debt_after, 0
-  end
-  return allowed, remaining, reset, retry, n0, n1, n2, now + reset
-end
-
-local function token_bucket(s, now, L, W, B, c)
+local function token_bucket(s, L, W, B, c)
   local last = s[2]
   local reference = max(last, now)
   local elapsed = reference - last
   local debt = max(0, s[1] * W - s[3] - elapsed * L)
-  local allowed, debt_after, remaining, reset, retry = bucket(debt, reference - now, L, W, B, c)
-  local n0, n1, n2 = s[1], s[2], s[3]
-  if allowed then
-    local q = ceil(debt_after / W)
-    n0, n1, n2 = q, reference, q * W - debt_after
-  end
-  return allowed, remaining, reset, retry, n0, n1, n2, now + reset
+  if not (debt + c * W <= B * W) then return false end
+  local debt_after = debt + c * W
+  local q = ceil(debt_after / W)
+  return true, q, reference, q * W - debt_after,
+         now + micros(reference - now + ceil(debt_after / L))
 end
 
-local function fixed_window(s, now, L, W, c)
-  local idx = max(floor(now / W), s[1])
-  local count = 0
-  if s[1] == idx then count = s[2] end
-  local window_end = (idx + 1) * W
-  local reset = micros(window_end - now)
-  if count + c <= L then
-    return true, L - count - c, reset, 0, idx, count + c, 0, micros(window_end)
-  end
-  local retry = reset
-  if c > L then retry = micros(W) end
-  local expires = now
-  if count > 0 then expires = micros(window_end) end
-  return false, max(0, L - count), reset, retry, s[1], s[2], s[3], expires
+local function gcra(s, L, W, B, c)
+  local debt = max(0, (s[1] - now) * L - s[2])
+  if not (debt + c * W <= B * W) then return false end
+  local debt_after = debt + c * W
+  local q = ceil(debt_after / L)
+  return true, now + q, q * L - debt_after, 0, now + micros(0 + ceil(debt_after / L))
 end
 
-local function sliding_window(s, now, L, w, c)
+local function sliding_window(s, L, w, c)
   local idx = max(floor(now / w), s[1])
   local e = max(0, now - idx * w)
-  local lead = idx * w + e - now
   local curr, prev = 0, 0
   if s[1] == idx then
     curr, prev = s[2], s[3]
   elseif s[1] == idx - 1 then
     prev = s[2]
   end
-  local weighted = prev * (w - e)
-  local allowed = weighted <= (L - curr - c) * w
-  local remaining, retry = 0, 0
-  local n0, n1, n2 = s[1], s[2], s[3]
-  if allowed then
-    remaining = floor(((L - curr - c) * w - weighted) / w)
-    curr = curr + c
-    n0, n1, n2 = idx, curr, prev
-  else
-    remaining = max(0, floor(((L - curr) * w - weighted) / w))
-    local wait
-    if c > L then
-      wait = w
-    elseif curr + c <= L then
-      wait = lead + ceil((weighted - (L - curr - c) * w) / prev)
-    else
-      wait = lead + (w - e) + ceil((curr - (L - c)) * w / curr)
+  if not (prev * (w - e) <= (L - curr - c) * w) then return false end
+  -- curr + c > 0, so reset runs to the end of the next window
+  return true, idx, curr + c, prev, now + micros((idx + 2) * w - now)
+end
+
+local function fixed_window(s, L, W, c)
+  local idx = max(floor(now / W), s[1])
+  local count = 0
+  if s[1] == idx then count = s[2] end
+  if not (count + c <= L) then return false end
+  return true, idx, count + c, 0, micros((idx + 1) * W)
+end
+
+local function step(s, alg, L, W, B, c)
+  if L <= 0 or W <= 0 then
+    return false  -- reject_unusable: admits nothing
+  elseif alg == 1 then
+    return token_bucket(s, L, W, B, c)
+  elseif alg == 2 then
+    return gcra(s, L, W, B, c)
+  elseif alg == 3 then
+    return sliding_window(s, L, W, c)
+  end
+  return fixed_window(s, L, W, c)
+end
+
+-- Identical requests at one instant, in closed form. Each admitted one adds the same amount to
+-- what its state counts (c*W unit-us of debt for the buckets, c units for the windows), nothing
+-- else moves, and a refused one changes nothing: the admitted ones are the first
+-- floor(room / per) of them, and the state after `a` of them is the `next` of the a-th, which
+-- `settle` computes directly. Both forms compute the same first values from the stored state;
+-- after that they agree as long as the values the run can reach are integers below 2^53
+-- (`exact`, checked with room to spare; a bucket far larger than the run, as in a limit meant
+-- never to refuse, is fine: the run cannot reach its edge either way). Otherwise the run goes
+-- one request at a time.
+-- measure: room, per, exact, then what settle needs.
+local kexact = 4503599627370496 -- 2^52
+local function measure(s, alg, L, W, B, c, count)
+  if alg == 1 then
+    local last = s[2]
+    local reference = max(last, now)
+    local debt = max(0, s[1] * W - s[3] - (reference - last) * L)
+    return B * W - debt, c * W, now + debt + count * (c * W) + W + L < kexact, debt, reference
+  elseif alg == 2 then
+    local debt = max(0, (s[1] - now) * L - s[2])
+    return B * W - debt, c * W, now + debt + count * (c * W) + W + L < kexact, debt, 0
+  elseif alg == 3 then
+    local idx = max(floor(now / W), s[1])
+    local e = max(0, now - idx * W)
+    local curr, prev = 0, 0
+    if s[1] == idx then
+      curr, prev = s[2], s[3]
+    elseif s[1] == idx - 1 then
+      prev = s[2]
     end
-    retry = micros(max(1, wait))
+    return (L - curr) * W - prev * (W - e), c * W,
+           (L + curr + prev + count * c + 1) * (W + 1) < kexact, idx, curr, prev
   end
-  local reset = 0
-  if curr > 0 then
-    reset = (idx + 2) * w - now
-  elseif prev > 0 then
-    reset = (idx + 1) * w - now
+  local idx = max(floor(now / W), s[1])
+  local count0 = 0
+  if s[1] == idx then count0 = s[2] end
+  return L - count0, c, L + count0 + count * c < kexact, idx, count0
+end
+
+-- The state after `a` (>= 1) admitted requests: v0, v1, v2, expires_at.
+local function settle(alg, L, W, c, a, x, y, z)
+  if alg == 1 then  -- x = debt, y = reference
+    local debt_after = x + a * (c * W)
+    local q = ceil(debt_after / W)
+    return q, y, q * W - debt_after, now + micros(y - now + ceil(debt_after / L))
+  elseif alg == 2 then  -- x = debt
+    local debt_after = x + a * (c * W)
+    local q = ceil(debt_after / L)
+    return now + q, q * L - debt_after, 0, now + micros(0 + ceil(debt_after / L))
+  elseif alg == 3 then  -- x = idx, y = curr, z = prev
+    return x, y + a * c, z, now + micros((x + 2) * W - now)
   end
-  reset = micros(reset)
-  return allowed, remaining, reset, retry, n0, n1, n2, now + reset
+  return x, y + a * c, 0, micros((x + 1) * W)  -- x = idx, y = count
 end
 
 local wrong = 'ERR sluice: wrong arguments'
@@ -174,50 +188,48 @@ local batch = ARGV[1]
 if #ARGV ~= 1 + extra_args or not now or #batch % 8 ~= 0 or #batch < 8 then
   return redis.error_reply(wrong)
 end
-local unpack, pack = struct.unpack, struct.pack
+local sunpack = struct.unpack
 local size, nkeys = #batch, #KEYS
+local runs, pos = sunpack('<i8', batch, 1)
+if runs < 0 or 24 * runs > size then return redis.error_reply(wrong) end
+-- The reply as it is filled: the instant, each run's count as it is decided, each key's state
+-- as it is first read (key k's from first_state + 3 * (k - 1)).
+local reply = {now}
+local first_state = runs + 2
 
 -- The state of each key as the requests decided so far left it: read once, written once at the
 -- end, which leaves Redis exactly as writing after every request would (same instant). Nothing
 -- is written before every argument has been read: a batch fails whole or decides whole.
 local fresh = {0, 0, 0}
 local unreadable = {}
-local committed = {}  -- key -> state, or `unreadable`
+local committed = {}  -- key -> its state now (tables never changed in place), or `unreadable`
 local expiry = {}     -- key -> when its state after the last charge is as good as fresh
 local written, nwritten = {}, 0
+local k53 = 9007199254740992
 local function stored(key)
   local s = committed[key]
   if s then return s end
   local raw = redis.pcall('GET', KEYS[key])  -- a wrong type fails its requests, not the batch
   if not raw then
     s = fresh
-  elseif type(raw) ~= 'string' then
-    s = unreadable
-  else
+  elseif type(raw) == 'string' then
     local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
-    s = {tonumber(a), tonumber(b), tonumber(c)}
-    if not (s[1] and s[2] and s[3]) then s = unreadable end
+    a, b, c = tonumber(a), tonumber(b), tonumber(c)
+    -- sluice writes whole numbers below 2^53 only: anything else is not its state
+    if a and b and c and a >= 0 and b >= 0 and c >= 0 and a < k53 and b < k53 and c < k53 and
+       a % 1 == 0 and b % 1 == 0 and c % 1 == 0 then
+      s = {a, b, c}
+    end
+  end
+  local at = first_state + 3 * (key - 1)
+  if s then
+    reply[at], reply[at + 1], reply[at + 2] = s[1], s[2], s[3]
+  else
+    s = unreadable
+    reply[at], reply[at + 1], reply[at + 2] = -1, 0, 0
   end
   committed[key] = s
   return s
-end
-
--- Every algorithm through one door: allowed, remaining, reset, retry_after, next v0, v1, v2,
--- expires_at.
-local function decide_check(s, alg, L, W, B, c)
-  if L <= 0 or W <= 0 then
-    -- reject_unusable: admits nothing, touches nothing
-    local hint = 1000000
-    if W > 0 then hint = W end
-    return false, 0, 0, hint, s[1], s[2], s[3], now
-  elseif alg == 1 then
-    return token_bucket(s, now, L, W, B, c)
-  elseif alg == 2 then
-    return gcra(s, now, L, W, B, c)
-  elseif alg == 3 then
-    return sliding_window(s, now, L, W, c)
-  end
-  return fixed_window(s, now, L, W, c)
 end
 
 -- A charge: the key's state for the requests after, and its expiry for the write at the end.
@@ -230,116 +242,134 @@ local function commit(key, state, expires)
   if expires <= now then committed[key] = fresh else committed[key] = state end
 end
 
-local zeros = string.rep('\0', 32)
--- For requests of several checks only, made at the first one (every table a call makes costs
--- Redis an allocation and garbage collection, and most requests have one check):
--- tentative: key -> its state after the earlier checks of the same request; seen: key -> the
--- last request that has it in `tentative`; last: key -> the index of its last check in the
--- current request; nexts, expiries, keyof: per check of the batch.
-local tentative, seen, last, nexts, expiries, keyof
--- The checks of the latest request that listed its own (a repeat reuses them): six numbers each,
--- key, algorithm, limit, window, capacity, cost, from checks[6 * (i - 1) + 1].
-local checks, n = {}, 0
--- The reply of the request before, in parts[from..to], its status, and whether it left every
--- state as it found it (limited, unreadable, or check-only): then a repeat of it gets the very
--- same verdicts, and the same reply unless the repeat is to charge what the other only checked.
-local from, to, unchanged, previous = 0, 0, false, 0
-local parts, np = {}, 0
-local requests, pos = unpack('<i8', batch, 1)
-local k = 0  -- checks so far, over the whole batch
-for r = 1, requests do
-  if pos + 15 > size then return redis.error_reply(wrong) end
-  local mode, listed
-  mode, listed, pos = unpack('<i8i8', batch, pos)
-  if (mode ~= 0 and mode ~= 1) or listed < 0 or (listed == 0 and n == 0) or
+-- The checks of the last run that listed its own: six numbers each, key, algorithm, limit,
+-- window, capacity, cost, from checks[6 * (i - 1) + 1]; whether no key is in them twice.
+local checks, n, distinct = {}, 0, true
+-- One request of several checks, check by check as evaluate() and the memory store decide it: a
+-- later check of a key sees the state the earlier one left (charged or not); all or nothing.
+local nexts, expires  -- per check index, made at the first such request
+local function one_request(mode)
+  if not nexts then nexts, expires = {}, {} end
+  local admitted = true
+  for i = 1, 6 * n, 6 do
+    local key = checks[i]
+    local s
+    for j = i - 6, 1, -6 do
+      if checks[j] == key then
+        s = nexts[j]
+        break
+      end
+    end
+    s = s or committed[key]
+    local allowed, n0, n1, n2, at = step(s, checks[i + 1], checks[i + 2], checks[i + 3],
+                                         checks[i + 4], checks[i + 5])
+    if allowed then s = {n0, n1, n2} else admitted = false end
+    nexts[i], expires[i] = s, at
+  end
+  if admitted and mode == 1 then
+    for i = 1, 6 * n, 6 do commit(checks[i], nexts[i], expires[i]) end
+  end
+  return admitted
+end
+
+-- A run of `count` identical requests: how many are admitted (the first ones: once one is
+-- refused nothing has changed, so every later one is refused too), or -1.
+local function decide_run(mode, count)
+  if n == 1 then
+    -- One check, the common case: none of the bookkeeping of several.
+    local key, alg, L, W, B, c = checks[1], checks[2], checks[3], checks[4], checks[5], checks[6]
+    local s = stored(key)
+    if s == unreadable then return -1 end
+    if count > 1 and L > 0 and W > 0 then
+      local room, per, exact, x, y, z = measure(s, alg, L, W, B, c, count)
+      if exact then
+        if room < per then return 0 end
+        if mode == 0 then return count end  -- nothing charged: each is decided like the first
+        local a = floor(room / per)
+        if a > count then a = count end
+        local n0, n1, n2, at = settle(alg, L, W, c, a, x, y, z)
+        commit(key, {n0, n1, n2}, at)
+        return a
+      end
+    end
+    local a, allowed, n0, n1, n2, at = 0
+    while a < count do
+      allowed, n0, n1, n2, at = step(s, alg, L, W, B, c)
+      if not allowed then break end
+      if mode == 0 then return count end
+      a = a + 1
+      commit(key, {n0, n1, n2}, at)
+      s = committed[key]
+    end
+    return a
+  end
+  local readable = true
+  for i = 1, 6 * n, 6 do
+    if stored(checks[i]) == unreadable then readable = false end
+  end
+  if not readable then return -1 end
+  if distinct and count > 1 then
+    local a = count
+    for i = 1, 6 * n, 6 do
+      local L, W = checks[i + 2], checks[i + 3]
+      if L <= 0 or W <= 0 then a = -1 break end
+      local room, per, exact = measure(committed[checks[i]], checks[i + 1], L, W, checks[i + 4],
+                                       checks[i + 5], count)
+      if not exact then a = -1 break end
+      if room < per then
+        a = 0
+      elseif a > 0 then
+        local fits = floor(room / per)
+        if fits < a then a = fits end
+      end
+    end
+    if a == 0 then return 0 end
+    if a > 0 then
+      if mode == 0 then return count end
+      for i = 1, 6 * n, 6 do
+        local key, alg, L, W, c = checks[i], checks[i + 1], checks[i + 2], checks[i + 3],
+                                  checks[i + 5]
+        local _, _, _, x, y, z = measure(committed[key], alg, L, W, checks[i + 4], c, count)
+        local n0, n1, n2, at = settle(alg, L, W, c, a, x, y, z)
+        commit(key, {n0, n1, n2}, at)
+      end
+      return a
+    end
+  end
+  if mode == 0 then
+    if one_request(0) then return count end
+    return 0
+  end
+  local a = 0
+  while a < count and one_request(1) do a = a + 1 end
+  return a
+end
+
+for r = 1, runs do
+  if pos + 23 > size then return redis.error_reply(wrong) end
+  local mode, listed, count
+  mode, listed, count, pos = sunpack('<i8i8i8', batch, pos)
+  if (mode ~= 0 and mode ~= 1) or listed < 0 or (listed == 0 and n == 0) or count < 1 or
      pos + 48 * listed - 1 > size then
     return redis.error_reply(wrong)
   end
-  if listed == 0 and unchanged and (previous ~= 1 or mode == 0) then
-    for i = from, to do parts[np + i - from + 1] = parts[i] end
-    from, np = np + 1, np + to - from + 1
-    to = np
-  else
-    if listed > 0 then
-      n = listed
-      for i = 1, 6 * n, 6 do
-        local key, alg
-        key, alg, checks[i + 2], checks[i + 3], checks[i + 4], checks[i + 5], pos =
-          unpack('<i8i8i8i8i8i8', batch, pos)
-        if key < 1 or key > nkeys then return redis.error_reply(wrong) end
-        if alg ~= 1 and alg ~= 2 and alg ~= 3 and alg ~= 4 then
-          return redis.error_reply('ERR sluice: unknown algorithm')
-        end
-        checks[i], checks[i + 1] = key, alg
+  if listed > 0 then
+    n, distinct = listed, true
+    for i = 1, 6 * n, 6 do
+      local key, alg
+      key, alg, checks[i + 2], checks[i + 3], checks[i + 4], checks[i + 5], pos =
+        sunpack('<i8i8i8i8i8i8', batch, pos)
+      if key < 1 or key > nkeys then return redis.error_reply(wrong) end
+      if alg ~= 1 and alg ~= 2 and alg ~= 3 and alg ~= 4 then
+        return redis.error_reply('ERR sluice: unknown algorithm')
+      end
+      checks[i], checks[i + 1] = key, alg
+      for j = 1, i - 6, 6 do
+        if checks[j] == key then distinct = false end
       end
     end
-    local head = np + 1
-    local status = 1
-    if n == 1 then
-      -- One check, the common case: no other check of the request sees its state, so it needs
-      -- none of the bookkeeping below (same result, a third fewer Lua instructions).
-      local key = checks[1]
-      local s = stored(key)
-      np = head
-      if s == unreadable then
-        status = 2
-        parts[np] = pack('<i8', 2) .. zeros
-      else
-        local allowed, remaining, reset, retry, n0, n1, n2, expires =
-          decide_check(s, checks[2], checks[3], checks[4], checks[5], checks[6])
-        local flag = 1
-        if not allowed then
-          flag, status = 0, 0
-        elseif mode == 1 then
-          commit(key, {n0, n1, n2}, expires)
-        end
-        parts[np] = pack('<i8i8i8i8i8', status, flag, remaining, reset, retry)
-      end
-    else
-      if not tentative then
-        tentative, seen, last, nexts, expiries, keyof = {}, {}, {}, {}, {}, {}
-      end
-      local first = k + 1
-      np = head
-      for i = 1, 6 * n, 6 do
-        local key = checks[i]
-        k = k + 1
-        local s
-        if status ~= 2 then
-          if seen[key] == r then s = tentative[key] else s = stored(key) end
-          if s == unreadable then status = 2 end
-        end
-        if status ~= 2 then
-          local allowed, remaining, reset, retry, n0, n1, n2, expires =
-            decide_check(s, checks[i + 1], checks[i + 2], checks[i + 3], checks[i + 4],
-                         checks[i + 5])
-          -- A later check of the same key sees this state, charged or not, as the memory store
-          -- does. A rejected check leaves the state as it was (every algorithm): no new table.
-          local state = s
-          if allowed then state = {n0, n1, n2} end
-          tentative[key], seen[key] = state, r
-          nexts[k], expiries[k], keyof[k], last[key] = state, expires, key, k
-          local flag = 1
-          if not allowed then flag, status = 0, 0 end
-          np = np + 1
-          parts[np] = pack('<i8i8i8i8', flag, remaining, reset, retry)
-        end
-      end
-      if status == 2 then
-        np = head
-        parts[head] = pack('<i8', 2) .. string.rep(zeros, n)
-      else
-        parts[head] = pack('<i8', status)
-        if status == 1 and mode == 1 then
-          for i = first, k do
-            local key = keyof[i]
-            if last[key] == i then commit(key, nexts[i], expiries[i]) end
-          end
-        end
-      end
-    end
-    from, to, unchanged, previous = head, np, status ~= 1 or mode == 0, status
   end
+  reply[r + 1] = decide_run(mode, count)
 end
 if pos ~= size + 1 then return redis.error_reply(wrong) end
 for w = 1, nwritten do
@@ -356,7 +386,8 @@ for w = 1, nwritten do
                ttl + ttl_margin_ms)
   end
 end
-return table.concat(parts, '', 1, np)
+local values = first_state + 3 * nkeys - 1  -- every key is some run's, so every one was read
+return struct.pack('<' .. string.rep('i8', values), unpack(reply, 1, values))
 )lua";
 
 constexpr std::string_view kNotConnected = "redis store not connected";
@@ -480,45 +511,98 @@ bool decode_decide_reply(const redis::Reply& reply, std::vector<std::int64_t>& n
   return true;
 }
 
-bool read_decide_reply(std::span<const std::int64_t> numbers, DecideCall& call) noexcept {
-  const std::size_t n = call.checks.size();
-  if (call.verdicts.size() < n || numbers.size() != 1 + 4 * n) return false;
-  for (const std::int64_t number : numbers) {
-    if (number < 0) return false;
-  }
-  const std::int64_t status = numbers[0];
-  if (status == kRedisUnreadableState) {
-    for (const std::int64_t number : numbers.subspan(1)) {
-      if (number != 0) return false;
+void RedisBatchReader::read(const redis::Reply& reply, std::span<DecideCall* const> calls,
+                            std::span<const RedisRun> runs,
+                            std::span<const std::uint32_t> run_keys) {
+  const auto fail_from = [&](std::size_t first) {
+    for (DecideCall* call : calls.subspan(first)) {
+      call->outcome = Outcome::store_error;
+      call->error = kMalformedReply;
     }
-    call.outcome = Outcome::store_error;
-    call.error = kUnreadableState;
-    return true;
+  };
+  const std::size_t head = 1 + runs.size();
+  if (!decode_decide_reply(reply, numbers_) || numbers_.size() < head ||
+      (numbers_.size() - head) % 3 != 0 || numbers_[0] <= 0) {
+    return fail_from(0);
   }
-  if (status > 1) return false;
-  bool every_check_allowed = true;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::int64_t allowed = numbers[1 + 4 * i];
-    const std::int64_t retry_after = numbers[4 + 4 * i];
-    if (allowed > 1 || (allowed == 1 && retry_after != 0)) return false;
-    every_check_allowed = every_check_allowed && allowed == 1;
+  const Micros now = numbers_[0];
+  const std::size_t keys = (numbers_.size() - head) / 3;
+  // Every key of the batch is some check's, so the reply has a state for each.
+  const auto highest = std::ranges::max_element(run_keys);
+  if (keys != (highest == run_keys.end() ? 0 : *highest + std::size_t{1})) return fail_from(0);
+  states_.resize(keys);
+  unreadable_.assign(keys, false);
+  for (std::size_t k = 0; k < keys; ++k) {
+    const std::int64_t* v = numbers_.data() + head + 3 * k;
+    if (v[0] == kRedisUnreadable && v[1] == 0 && v[2] == 0) {
+      unreadable_[k] = true;
+    } else if (v[0] < 0 || v[1] < 0 || v[2] < 0) {
+      return fail_from(0);
+    } else {
+      states_[k] = LimitState{
+          {static_cast<double>(v[0]), static_cast<double>(v[1]), static_cast<double>(v[2])}};
+    }
   }
-  if ((status == 1) != every_check_allowed) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    Verdict& v = call.verdicts[i];
-    v.allowed = numbers[1 + 4 * i] == 1;
-    v.limit = call.checks[i].quota.limit;
-    v.remaining = numbers[2 + 4 * i];
-    v.reset = numbers[3 + 4 * i];
-    v.retry_after = numbers[4 + 4 * i];
+  std::size_t first = 0;
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    const RedisRun& run = runs[r];
+    if (run.calls == 0 || run.calls > calls.size() - first) return fail_from(first);
+    const std::span<DecideCall* const> members = calls.subspan(first, run.calls);
+    const std::size_t n = members.front()->checks.size();
+    if (run.first_key > run_keys.size() || n > run_keys.size() - run.first_key ||
+        !replay_run(numbers_[1 + r], now, members, run_keys.subspan(run.first_key, n))) {
+      return fail_from(first);
+    }
+    first += run.calls;
   }
-  call.outcome = status == 1 ? Outcome::allowed : Outcome::limited;
-  return true;
+  fail_from(first);  // calls no run covered (none, unless the layout was wrong)
 }
 
-bool read_decide_reply(const redis::Reply& reply, DecideCall& call) {
-  std::vector<std::int64_t> numbers;
-  return decode_decide_reply(reply, numbers) && read_decide_reply(numbers, call);
+bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
+                                  std::span<DecideCall* const> calls,
+                                  std::span<const std::uint32_t> keys) {
+  bool any_unreadable = false;
+  for (const std::uint32_t key : keys) {
+    if (key >= states_.size()) return false;
+    any_unreadable = any_unreadable || unreadable_[key];
+  }
+  if (admitted == kRedisUnreadable) {
+    if (!any_unreadable) return false;
+    for (DecideCall* call : calls) {
+      call->outcome = Outcome::store_error;
+      call->error = kUnreadableState;
+    }
+    return true;
+  }
+  if (any_unreadable || admitted < 0 || static_cast<std::uint64_t>(admitted) > calls.size()) {
+    return false;
+  }
+  const std::size_t n = keys.size();
+  steps_.resize(n);
+  for (std::size_t j = 0; j < calls.size(); ++j) {
+    DecideCall& call = *calls[j];
+    if (call.checks.size() != n || call.verdicts.size() < n) return false;
+    bool all_allowed = true;
+    for (std::size_t i = 0; i < n; ++i) {
+      // As the memory store: a key repeated within the call sees the earlier check's state.
+      std::size_t earlier = i;
+      while (earlier > 0 && keys[earlier - 1] != keys[i])
+        --earlier;
+      const LimitState& state = earlier > 0 ? steps_[earlier - 1].next : states_[keys[i]];
+      const LimitCheck& check = call.checks[i];
+      steps_[i] = evaluate(check.algorithm, state, now, check.quota, check.cost);
+      call.verdicts[i] = steps_[i].verdict;
+      all_allowed = all_allowed && steps_[i].verdict.allowed;
+    }
+    if (all_allowed != (j < static_cast<std::uint64_t>(admitted))) return false;
+    if (all_allowed && call.mode == Mode::charge_if_all_allowed) {
+      for (std::size_t i = 0; i < n; ++i)
+        states_[keys[i]] = steps_[i].expires_at <= now ? LimitState{} : steps_[i].next;
+    }
+    call.outcome = all_allowed ? Outcome::allowed : Outcome::limited;
+    call.error = {};
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,10 +678,30 @@ void RedisStoreMonitor::recover(std::string_view how) {
 struct RedisStore::Impl {
   struct Shared;
 
-  // A call queued for a batch, or in one.
-  struct Queued {
-    DecideCall* call = nullptr;
-    DecideWaiter* waiter = nullptr;
+  // Calls queued for a batch, or in one, in order: two parallel lists, so that the reply's reader
+  // takes the calls as one span.
+  struct Calls {
+    std::vector<DecideCall*> calls;
+    std::vector<DecideWaiter*> waiters;
+
+    std::size_t size() const noexcept { return calls.size(); }
+    bool empty() const noexcept { return calls.empty(); }
+    void push(DecideCall& call, DecideWaiter& waiter) {
+      calls.push_back(&call);
+      waiters.push_back(&waiter);
+    }
+    void clear() noexcept {
+      calls.clear();
+      waiters.clear();
+    }
+    void reserve(std::size_t n) {
+      calls.reserve(n);
+      waiters.reserve(n);
+    }
+    void swap(Calls& other) noexcept {
+      calls.swap(other.calls);
+      waiters.swap(other.waiters);
+    }
   };
 
   // One batch in flight: the client's handler, pooled. While in flight it holds the shared
@@ -605,7 +709,9 @@ struct RedisStore::Impl {
   struct Batch final : redis::EvalHandler {
     Shared* shared = nullptr;
     std::shared_ptr<Shared> keepalive;
-    std::vector<Queued> calls;
+    Calls queued;
+    std::vector<RedisRun> runs;
+    std::vector<std::uint32_t> run_keys;
     std::size_t client = 0;  // the connection it went out on
 
     void on_eval_result(redis::Result& result) override;
@@ -617,12 +723,12 @@ struct RedisStore::Impl {
     std::shared_ptr<RedisStoreMonitor> monitor;
     std::vector<std::unique_ptr<Batch>> batches;
     std::vector<Batch*> free;
-    std::vector<Queued> queue;  // the next batch, in the order decide() was called
+    Calls queue;  // the next batch, in the order decide() was called
     std::size_t queued_checks = 0;
     bool flush_posted = false;
     // Per connection: batches sent whose handler has not run yet.
     std::vector<std::uint32_t> awaiting;
-    std::vector<std::int64_t> numbers;  // scratch: the decoded reply of the batch being read
+    RedisBatchReader reader;
   };
 
   Impl(net::any_io_executor store_executor, RedisStoreSettings store_settings,
@@ -659,7 +765,7 @@ struct RedisStore::Impl {
     const std::size_t n = call.checks.size();
     // A call that would overfill the batch starts the next one (a call alone may exceed it).
     if (!s.queue.empty() && s.queued_checks + n > max_checks) send();
-    s.queue.push_back(Queued{&call, &waiter});
+    s.queue.push(call, waiter);
     s.queued_checks += n;
     if (s.queue.size() >= max_requests || s.queued_checks >= max_checks) {
       send();  // full: no reason to wait for the rest of the turn
@@ -684,17 +790,18 @@ struct RedisStore::Impl {
   }
 
   static void fail_queue(Shared& s, std::string_view error) {
-    std::vector<Queued> calls = std::exchange(s.queue, {});
+    Calls failed;
+    failed.swap(s.queue);
     s.queued_checks = 0;
-    for (const Queued& queued : calls) {
-      queued.call->outcome = Outcome::store_error;
-      queued.call->error = error;
+    for (std::size_t i = 0; i < failed.size(); ++i) {
+      failed.calls[i]->outcome = Outcome::store_error;
+      failed.calls[i]->error = error;
       if (s.monitor) s.monitor->on_call_failed(error);
-      queued.waiter->on_decided(*queued.call);
+      failed.waiters[i]->on_decided(*failed.calls[i]);
     }
-    // Keep the warm buffer, unless a waiter has queued a call meanwhile.
-    calls.clear();
-    if (s.queue.empty() && s.queue.capacity() < calls.capacity()) s.queue.swap(calls);
+    // Keep the warm buffers, unless a waiter has queued a call meanwhile.
+    failed.clear();
+    if (s.queue.empty() && s.queue.calls.capacity() < failed.calls.capacity()) s.queue.swap(failed);
   }
 
   // A batch came back (or failed) on connection `client`: the queue it held back may go.
@@ -720,38 +827,58 @@ struct RedisStore::Impl {
   void send() {
     Shared& s = *shared;
     Batch& batch = acquire();
-    batch.calls.swap(s.queue);  // both keep their capacity: nothing allocates once warm
+    batch.queued.swap(s.queue);  // both keep their capacity: nothing allocates once warm
     const std::size_t checks = std::exchange(s.queued_checks, 0);
 
     key_names.resize(checks);  // before any view of it is taken
     keys.clear();
     start_key_lookup(checks);
     packed.clear();
-    put(static_cast<std::int64_t>(batch.calls.size()));
-    const DecideCall* previous = nullptr;
-    for (const Queued& queued : batch.calls) {
-      const DecideCall& call = *queued.call;
-      put(call.mode == Mode::check_only ? 0 : 1);
-      if (previous != nullptr && std::ranges::equal(previous->checks, call.checks)) {
-        put(0);  // "the checks of the request before": what a flood from one client looks like
+    batch.runs.clear();
+    batch.run_keys.clear();
+    put(0);  // the number of runs, known at the end
+    const std::span<DecideCall* const> calls = batch.queued.calls;
+    const DecideCall* listed = nullptr;  // the last call whose checks went out in full
+    std::uint32_t listed_keys = 0;       // where its key indices start in run_keys
+    std::size_t count_at = 0;            // where the current run's count of calls is in `packed`
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      const DecideCall& call = *calls[i];
+      // A client's burst of identical requests goes as one run, which the script decides in one
+      // step however long it is.
+      if (i > 0 && call.mode == calls[i - 1]->mode &&
+          std::ranges::equal(calls[i - 1]->checks, call.checks)) {
+        ++batch.runs.back().calls;
         continue;
       }
-      previous = &call;
-      put(static_cast<std::int64_t>(call.checks.size()));
-      for (const LimitCheck& check : call.checks) {
-        const bool bucket =
-            check.algorithm == Algorithm::gcra || check.algorithm == Algorithm::token_bucket;
-        // The defaults evaluate() applies, applied here so the script needs none of them.
-        const std::int64_t capacity =
-            bucket && check.quota.burst > 0 ? check.quota.burst : check.quota.limit;
-        put(static_cast<std::int64_t>(key_index(check.key)));
-        put(algorithm_code(check.algorithm));
-        put(check.quota.limit);
-        put(check.quota.window);
-        put(capacity);
-        put(std::max<std::int64_t>(check.cost, 1));
+      if (i > 0) put_at(count_at, batch.runs.back().calls);
+      put(call.mode == Mode::check_only ? 0 : 1);
+      const bool same_checks = listed != nullptr && std::ranges::equal(listed->checks, call.checks);
+      put(same_checks ? 0 : static_cast<std::int64_t>(call.checks.size()));
+      count_at = packed.size();
+      put(1);
+      if (!same_checks) {
+        listed = &call;
+        listed_keys = static_cast<std::uint32_t>(batch.run_keys.size());
+        for (const LimitCheck& check : call.checks) {
+          const bool bucket =
+              check.algorithm == Algorithm::gcra || check.algorithm == Algorithm::token_bucket;
+          // The defaults evaluate() applies, applied here so the script needs none of them.
+          const std::int64_t capacity =
+              bucket && check.quota.burst > 0 ? check.quota.burst : check.quota.limit;
+          const std::uint32_t key = key_index(check.key);
+          batch.run_keys.push_back(key - 1);
+          put(key);
+          put(algorithm_code(check.algorithm));
+          put(check.quota.limit);
+          put(check.quota.window);
+          put(capacity);
+          put(std::max<std::int64_t>(check.cost, 1));
+        }
       }
+      batch.runs.push_back(RedisRun{1, listed_keys});
     }
+    put_at(count_at, batch.runs.back().calls);
+    put_at(0, static_cast<std::int64_t>(batch.runs.size()));
     args[0] = packed;
     std::size_t arg_count = 1;
     if (settings.test_clock != nullptr) {
@@ -768,15 +895,18 @@ struct RedisStore::Impl {
   }
 
   void put(std::int64_t value) {
-    char bytes[8];
+    packed.append(8, '\0');
+    put_at(packed.size() - 8, value);
+  }
+
+  void put_at(std::size_t offset, std::int64_t value) {
     const auto bits = static_cast<std::uint64_t>(value);
     if constexpr (std::endian::native == std::endian::little) {
-      std::memcpy(bytes, &bits, 8);
+      std::memcpy(packed.data() + offset, &bits, 8);
     } else {
       for (int b = 0; b < 8; ++b)
-        bytes[b] = static_cast<char>(bits >> (8 * b));
+        packed[offset + b] = static_cast<char>(bits >> (8 * b));
     }
-    packed.append(bytes, sizeof bytes);
   }
 
   // The distinct counters of a batch: an open-addressing table over the digests (themselves
@@ -818,7 +948,7 @@ struct RedisStore::Impl {
       s.batches.push_back(std::make_unique<Batch>());
       Batch& batch = *s.batches.back();
       batch.shared = &s;
-      batch.calls.reserve(max_requests);
+      batch.queued.reserve(max_requests);
       s.free.reserve(s.batches.size());
       return batch;
     }
@@ -882,49 +1012,35 @@ struct RedisStore::Impl {
 void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
   const std::shared_ptr<Shared> keep = std::move(keepalive);  // `this` lives until we return
   RedisStoreMonitor* monitor = shared->monitor.get();
-  // One failure of the batch fails each of its calls, as if each had been sent alone.
-  std::string_view failure;
-  std::string_view reason;  // for the monitor: the server's words when there are some
-  std::vector<std::int64_t>& numbers = shared->numbers;
-  if (!result.ok()) {
-    failure = error_text(result.error);
-    reason = result.message.empty() ? failure : result.message;
+  const std::span<DecideCall* const> calls = queued.calls;
+  if (result.ok()) {
+    shared->reader.read(result.reply, calls, runs, run_keys);
   } else {
-    std::size_t expected = 0;
-    for (const Queued& queued : calls)
-      expected += 1 + 4 * queued.call->checks.size();
-    if (!decode_decide_reply(result.reply, numbers) || numbers.size() != expected) {
-      failure = reason = kMalformedReply;
+    // One failure of the batch fails each of its calls, as if each had been sent alone.
+    for (DecideCall* call : calls) {
+      call->outcome = Outcome::store_error;
+      call->error = error_text(result.error);
     }
   }
-  const std::span<const std::int64_t> items = numbers;
-  bool any_decided = false;
-  std::size_t at = 0;
-  for (const Queued& queued : calls) {
-    DecideCall& call = *queued.call;
-    call.error = {};
-    const std::size_t size = 1 + 4 * call.checks.size();
-    if (!failure.empty()) {
-      call.outcome = Outcome::store_error;
-      call.error = failure;
-      if (monitor) monitor->on_call_failed(reason);
-    } else if (!read_decide_reply(items.subspan(at, size), call)) {
-      call.outcome = Outcome::store_error;
-      call.error = kMalformedReply;
-      if (monitor) monitor->on_call_failed(kMalformedReply);
-    } else if (call.outcome == Outcome::store_error) {
-      if (monitor) monitor->on_call_failed(call.error);
-    } else {
-      any_decided = true;
+  if (monitor) {
+    // The server's words, when there are some, for the log line of a change.
+    const std::string_view reason =
+        result.message.empty() ? error_text(result.error) : result.message;
+    bool any_decided = false;
+    for (const DecideCall* call : calls) {
+      if (call->outcome != Outcome::store_error) {
+        any_decided = true;
+      } else {
+        monitor->on_call_failed(result.ok() ? call->error : reason);
+      }
     }
-    at += size;
+    if (any_decided) monitor->on_call_succeeded();
   }
-  if (any_decided && monitor) monitor->on_call_succeeded();
   // Every outcome is set before any waiter runs; a waiter may decide its next request at once
   // (queued for the next batch) or let its call go: nothing of a call is read after its waiter.
-  for (const Queued& queued : calls)
-    queued.waiter->on_decided(*queued.call);
-  calls.clear();
+  for (std::size_t i = 0; i < queued.size(); ++i)
+    queued.waiters[i]->on_decided(*queued.calls[i]);
+  queued.clear();
   const std::size_t sent_on = client;
   shared->free.push_back(this);
   Impl::on_batch_done(keep, sent_on, result.error);

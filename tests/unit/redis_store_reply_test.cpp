@@ -1,6 +1,6 @@
-// The Redis store's pure parts: the strict reading of the script's reply, whole or one request's
-// slice of a batch (a reply of the wrong shape is a store error, never a verdict), key names, and
-// the salt.
+// The Redis store's pure parts: the reading of the script's reply to a batch (replayed through
+// evaluate() and checked against what the script admitted; a reply of the wrong shape or one the
+// replay disagrees with is a store error, never a verdict), key names, and the salt.
 #include <regex>
 #include <set>
 #include <string>
@@ -28,100 +28,166 @@ Reply integers(const std::vector<std::int64_t>& values) {
   return reply;
 }
 
-struct TwoChecks {
-  std::vector<LimitCheck> checks = {
-      LimitCheck{{1, 1}, Algorithm::gcra, Quota{10, 1'000'000, 10}, 1},
-      LimitCheck{{2, 2}, Algorithm::fixed_window, Quota{5, 60'000'000, 0}, 1}};
-  std::vector<Verdict> verdicts = std::vector<Verdict>(2);
-  DecideCall call{checks, verdicts, Mode::charge_if_all_allowed, Outcome::store_error, {}};
+constexpr Micros kNow = 1'700'000'000'000'000;
+
+// A batch as the store lays it out: calls grouped into runs, each run's checks' keys (indices
+// into the batch's KEYS). Run 1: three identical calls on a gcra bucket of 2 (key 0). Run 2: one
+// call with a fixed window (key 1) and the same bucket again (key 0).
+struct Batch {
+  LimitCheck bucket{{1, 1}, Algorithm::gcra, Quota{10, 1'000'000, 2}, 1};
+  LimitCheck window{{2, 2}, Algorithm::fixed_window, Quota{5, 60'000'000, 0}, 1};
+  std::vector<std::vector<LimitCheck>> checks = {{bucket}, {bucket}, {bucket}, {window, bucket}};
+  std::vector<std::vector<Verdict>> verdicts = {std::vector<Verdict>(1), std::vector<Verdict>(1),
+                                                std::vector<Verdict>(1), std::vector<Verdict>(2)};
+  std::vector<DecideCall> calls;
+  std::vector<DecideCall*> pointers;
+  std::vector<RedisRun> runs = {RedisRun{3, 0}, RedisRun{1, 1}};
+  std::vector<std::uint32_t> run_keys = {0, 1, 0};
+
+  explicit Batch(Mode first_run = Mode::charge_if_all_allowed) {
+    for (std::size_t i = 0; i < checks.size(); ++i) {
+      calls.push_back(DecideCall{checks[i], verdicts[i],
+                                 i < 3 ? first_run : Mode::charge_if_all_allowed,
+                                 Outcome::store_error, "not read"});
+    }
+    for (DecideCall& call : calls)
+      pointers.push_back(&call);
+  }
+  void read(const Reply& reply) {
+    RedisBatchReader reader;
+    reader.read(reply, pointers, runs, run_keys);
+  }
+  std::vector<Outcome> outcomes() const {
+    std::vector<Outcome> result;
+    for (const DecideCall& call : calls)
+      result.push_back(call.outcome);
+    return result;
+  }
 };
+
+// The reply to Batch from fresh keys: two of the three admitted, then the second run refused
+// (the bucket is empty; the window alone would have admitted it).
+std::vector<std::int64_t> fresh_reply() {
+  return {kNow, 2, 0, /*key 0*/ 0, 0, 0, /*key 1*/ 0, 0, 0};
+}
+
+bool same(const Verdict& a, const Verdict& b) {
+  return a.allowed == b.allowed && a.limit == b.limit && a.remaining == b.remaining &&
+         a.reset == b.reset && a.retry_after == b.retry_after;
+}
 
 }  // namespace
 
-TEST_CASE("a well-formed reply fills every verdict and the outcome") {
-  TwoChecks c;
-  REQUIRE(read_decide_reply(integers({1, 1, 9, 100000, 0, 1, 4, 59000000, 0}), c.call));
-  CHECK(c.call.outcome == Outcome::allowed);
-  CHECK(c.verdicts[0].allowed);
-  CHECK(c.verdicts[0].limit == 10);  // from the check's quota, not the reply
-  CHECK(c.verdicts[0].remaining == 9);
-  CHECK(c.verdicts[0].reset == 100000);
-  CHECK(c.verdicts[1].limit == 5);
-  CHECK(c.verdicts[1].reset == 59000000);
+TEST_CASE("a batch reply is replayed into the verdicts evaluate() gives, call by call") {
+  Batch b;
+  b.read(integers(fresh_reply()));
+  using enum Outcome;
+  CHECK(b.outcomes() == std::vector<Outcome>{allowed, allowed, limited, limited});
+  for (const DecideCall& call : b.calls)
+    CHECK(call.error.empty());
 
-  REQUIRE(read_decide_reply(integers({0, 1, 9, 100000, 0, 0, 0, 59000000, 59000000}), c.call));
-  CHECK(c.call.outcome == Outcome::limited);
-  CHECK_FALSE(c.verdicts[1].allowed);
-  CHECK(c.verdicts[1].retry_after == 59000000);
+  // The same calls one after another at Redis' instant, from the states it sent.
+  LimitState bucket{};
+  Step step{};
+  for (std::size_t i = 0; i < 3; ++i) {
+    step = evaluate(b.bucket.algorithm, bucket, kNow, b.bucket.quota, 1);
+    INFO("call " << i);
+    CHECK(same(b.verdicts[i][0], step.verdict));
+    if (step.verdict.allowed) bucket = step.next;
+  }
+  CHECK(b.verdicts[0][0].remaining == 1);
+  CHECK(b.verdicts[2][0].retry_after > 0);
+  // The refused request charged nothing: the last call sees the bucket as the second left it.
+  CHECK(same(b.verdicts[3][0], evaluate(b.window.algorithm, {}, kNow, b.window.quota, 1).verdict));
+  CHECK(same(b.verdicts[3][1], step.verdict));
+  CHECK(b.verdicts[3][0].allowed);
+  CHECK(b.verdicts[3][0].limit == 5);  // from the check's quota
 }
 
-TEST_CASE("a reply of any other shape is rejected, not read as a verdict") {
-  TwoChecks c;
-  const auto rejected = [&](const Reply& reply) {
-    c.call.outcome = Outcome::store_error;
-    const bool read = read_decide_reply(reply, c.call);
-    CHECK(c.call.outcome == Outcome::store_error);  // untouched
-    return !read;
+TEST_CASE("check-only calls are decided like the first and charge nothing") {
+  Batch b(Mode::check_only);
+  b.read(integers({kNow, 3, 1, 0, 0, 0, 0, 0, 0}));
+  using enum Outcome;
+  CHECK(b.outcomes() == std::vector<Outcome>{allowed, allowed, allowed, allowed});
+  CHECK(b.verdicts[2][0].remaining == 1);
+  CHECK(b.verdicts[3][1].remaining == 1);  // the checks before it charged nothing
+}
+
+TEST_CASE("a run the replay disagrees with fails, with every run after it, never a verdict") {
+  using enum Outcome;
+  const auto read_with = [](std::int64_t first_run, std::int64_t second_run) {
+    Batch b;
+    b.read(integers({kNow, first_run, second_run, 0, 0, 0, 0, 0, 0}));
+    return b.outcomes();
   };
-  CHECK(rejected(integers({1, 1, 9, 100000, 0})));                        // too short
-  CHECK(rejected(integers({1, 1, 9, 100000, 0, 1, 4, 59000000, 0, 7})));  // too long
-  CHECK(rejected(integers({3, 1, 9, 100000, 0, 1, 4, 59000000, 0})));     // status 3
-  CHECK(rejected(integers({2, 1, 9, 100000, 0, 1, 4, 59000000, 0})));     // unreadable, numbers
-  CHECK(rejected(integers({1, 1, 9, 100000, 0, 0, 4, 59000000, 1})));     // all != each
-  CHECK(rejected(integers({0, 1, 9, 100000, 0, 1, 4, 59000000, 0})));     // each != all
-  CHECK(rejected(integers({1, 1, -1, 100000, 0, 1, 4, 59000000, 0})));    // negative
-  CHECK(rejected(integers({1, 1, 9, 100000, 5, 1, 4, 59000000, 0})));     // allowed, retry
-  CHECK(rejected(integers({})));
-  Reply ragged = integers({1, 1, 9, 100000, 0, 1, 4, 59000000, 0});
+  CHECK(read_with(3, 0) == std::vector<Outcome>(4, store_error));  // one more than fits
+  CHECK(read_with(1, 0) == std::vector<Outcome>(4, store_error));  // one fewer
+  CHECK(read_with(4, 0) == std::vector<Outcome>(4, store_error));  // more than the run
+  CHECK(read_with(-2, 0) == std::vector<Outcome>(4, store_error));
+  CHECK(read_with(2, 1) == std::vector<Outcome>{allowed, allowed, limited, store_error});
+  Batch b;
+  b.read(integers({kNow, 3, 0, 0, 0, 0, 0, 0, 0}));
+  CHECK(b.calls[0].error == "redis store reply malformed");
+}
+
+TEST_CASE("a reply of the wrong shape fails every call") {
+  const auto fails_all = [](const Reply& reply) {
+    Batch b;
+    b.read(reply);
+    return b.outcomes() == std::vector<Outcome>(4, Outcome::store_error);
+  };
+  std::vector<std::int64_t> numbers = fresh_reply();
+  CHECK_FALSE(fails_all(integers(numbers)));
+  numbers.push_back(0);  // not whole states
+  CHECK(fails_all(integers(numbers)));
+  numbers.resize(numbers.size() - 4);  // a key short
+  CHECK(fails_all(integers(numbers)));
+  CHECK(fails_all(integers({kNow, 2, 0})));                     // no states at all
+  CHECK(fails_all(integers({0, 2, 0, 0, 0, 0, 0, 0, 0})));      // no instant
+  CHECK(fails_all(integers({kNow, 2, 0, 0, -5, 0, 0, 0, 0})));  // a negative state
+  CHECK(fails_all(integers({})));
+  Reply ragged = integers(fresh_reply());
   ragged.set_text(Reply::Type::string, std::string(ragged.text()) + "xyz");  // not whole int64s
-  CHECK(rejected(ragged));
+  CHECK(fails_all(ragged));
   Reply array;  // the right numbers, as an array of integers instead of the packed string
-  array.set_array(9);
-  const std::int64_t values[] = {1, 1, 9, 100000, 0, 1, 4, 59000000, 0};
-  for (std::size_t i = 0; i < 9; ++i)
+  const std::vector<std::int64_t> values = fresh_reply();
+  array.set_array(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i)
     array.mutable_elements()[i].set_integer(values[i]);
-  CHECK(rejected(array));
+  CHECK(fails_all(array));
   Reply error;
   error.set_text(Reply::Type::error, "ERR boom");
-  CHECK(rejected(error));
+  CHECK(fails_all(error));
   Reply nil;
-  CHECK(rejected(nil));
+  CHECK(fails_all(nil));
+  // A reply with a state for other keys than the batch sent.
+  Batch more_keys;
+  more_keys.run_keys = {0, 2, 0};
+  more_keys.read(integers(fresh_reply()));
+  CHECK(more_keys.outcomes() == std::vector<Outcome>(4, Outcome::store_error));
+  // A layout whose runs claim more calls than there are fails from that run on.
+  Batch b;
+  b.runs = {RedisRun{3, 0}, RedisRun{2, 1}};
+  b.read(integers(fresh_reply()));
+  CHECK(b.calls[0].outcome == Outcome::allowed);
+  CHECK(b.calls[3].outcome == Outcome::store_error);
 }
 
-TEST_CASE("an unreadable state is a store error of that request, not a verdict") {
-  TwoChecks c;
-  c.call.outcome = Outcome::allowed;
-  REQUIRE(read_decide_reply(integers({kRedisUnreadableState, 0, 0, 0, 0, 0, 0, 0, 0}), c.call));
-  CHECK(c.call.outcome == Outcome::store_error);
-  CHECK_FALSE(c.call.error.empty());
-}
-
-TEST_CASE("a batch reply is read request by request, each from its own slice") {
-  TwoChecks first;
-  const std::vector<LimitCheck> one = {
-      LimitCheck{{3, 3}, Algorithm::token_bucket, Quota{7, 1'000'000, 0}, 1}};
-  std::vector<Verdict> one_verdict(1);
-  DecideCall second{one, one_verdict, Mode::charge_if_all_allowed, Outcome::store_error, {}};
-  std::vector<std::int64_t> numbers;
-  REQUIRE(decode_decide_reply(
-      integers({0, 1, 9, 100000, 0, 0, 0, 59000000, 59000000, 1, 1, 6, 142857, 0}), numbers));
-  REQUIRE(numbers.size() == 14);
-  CHECK(numbers[6] == 0);  // decoded little-endian, whole
-  CHECK(numbers[7] == 59000000);
-  const std::span<const std::int64_t> items = numbers;
-  REQUIRE(read_decide_reply(items.subspan(0, 9), first.call));
-  REQUIRE(read_decide_reply(items.subspan(9), second));
-  CHECK(first.call.outcome == Outcome::limited);
-  CHECK(second.outcome == Outcome::allowed);
-  CHECK(one_verdict[0].limit == 7);
-  CHECK(one_verdict[0].remaining == 6);
-  CHECK(one_verdict[0].reset == 142857);
-  // A slice of the wrong length or place (the batch misread) is rejected.
-  second.outcome = Outcome::store_error;
-  CHECK_FALSE(read_decide_reply(items.subspan(9, 4), second));
-  CHECK_FALSE(read_decide_reply(items.subspan(1, 5), second));
-  CHECK_FALSE(read_decide_reply(items, second));
-  CHECK(second.outcome == Outcome::store_error);
+TEST_CASE("a counter that holds no state fails exactly the runs that use it") {
+  using enum Outcome;
+  Batch b;
+  // Key 1 (the window, only in the second run) is not a state.
+  b.read(integers({kNow, 2, kRedisUnreadable, 0, 0, 0, kRedisUnreadable, 0, 0}));
+  CHECK(b.outcomes() == std::vector<Outcome>{allowed, allowed, limited, store_error});
+  CHECK(b.calls[3].error == "redis store holds an unreadable state");
+  // The script must say so for that run, and only for a run that uses such a key.
+  Batch c;
+  c.read(integers({kNow, 2, 0, 0, 0, 0, kRedisUnreadable, 0, 0}));
+  CHECK(c.calls[3].outcome == store_error);
+  CHECK(c.calls[3].error == "redis store reply malformed");
+  Batch d;
+  d.read(integers({kNow, kRedisUnreadable, 0, 0, 0, 0, 0, 0, 0}));
+  CHECK(d.outcomes() == std::vector<Outcome>(4, store_error));
 }
 
 TEST_CASE("large and zero numbers decode exactly") {

@@ -1,7 +1,8 @@
 #pragma once
 // The limiting algorithms as pure functions: (state, now, quota, cost) -> verdict + next state.
-// Both stores call exactly these (the Redis store through a Lua transcription of the same
-// formulas), so a sequence of requests gets the same decisions whichever store holds the state.
+// Both stores call exactly these (the Redis store's script transcribes their decisions into Lua,
+// and the store replays what it decided through them for the verdicts), so a sequence of
+// requests gets the same decisions whichever store holds the state.
 #include <cstdint>
 #include <optional>
 #include <string_view>

@@ -9,12 +9,15 @@
 // to come back (a full one goes at once), so under load a batch gathers one round trip's
 // requests; a batch that times out fails the calls that waited behind it. The script decides the
 // batch's requests one after another in queue order, each all-or-nothing on its own: exactly what
-// the same requests sent one by one would get at the same instant. A request whose checks are
-// those of the request before it is sent as "the same again", and when that one changed nothing
-// (it was limited) gets its reply copied: a flood from one client costs Redis little. The verdicts
-// arrive through each call's DecideWaiter on that thread. The script reads Redis' TIME (once per
-// batch: its requests arrived together), never the proxy's clock, and transcribes
-// limit/algorithm.cpp operation for operation, so it decides exactly as the memory store would for
+// the same requests sent one by one would get at the same instant. Consecutive requests with the
+// same checks (a client's burst) go as one run, which the script decides in one step: at one
+// instant each admitted request adds the same amount to a counter, so how many of the run fit is
+// a division (a flood from one client costs Redis one evaluation per batch, admitted or not). The
+// script returns what it admitted and the states it started from; the store replays the batch
+// through evaluate() for the verdicts, and a reply the replay disagrees with is a store error.
+// The verdicts arrive through each call's DecideWaiter on that thread. The script reads Redis'
+// TIME (once per batch: its requests arrived together), never the proxy's clock, and transcribes
+// the decisions of limit/algorithm.cpp, so it decides exactly as the memory store would for
 // the same state and instant. A failure of the batch (not connected, its one deadline passed, an
 // error reply, a reply of the wrong shape) is Outcome::store_error for every request in it, never
 // "limited"; a counter whose stored value cannot be read fails only the requests that use it. The
@@ -69,26 +72,46 @@ std::string redis_key_name(const DigestKey& names, const KeyDigest& digest);
 // builds it (RedisStoreSettings::test_clock is null there), so no caller can set Redis' clock.
 std::string redis_decide_script(bool time_from_argument = false);
 
-// The script's reply to a batch is one string of little-endian int64s, for each request in
-// order: {status, then per check: allowed, remaining, reset µs, retry µs}. Status 1: all allowed
-// (and charged, unless check-only); 0: limited, nothing charged; kRedisUnreadableState: a counter
-// of the request holds a value that is not a state (nothing charged, every other number 0).
-// (Binary both ways, the batch's arguments too: Redis and hiredis then handle one string, not an
-// element per number.)
-inline constexpr std::int64_t kRedisUnreadableState = 2;
-
-// Decodes a reply into `numbers` (reused). False, with `numbers` empty, when the reply is not a
-// string of whole int64s.
+// Decodes the script's reply (one string of little-endian int64s) into `numbers` (reused).
+// False, with `numbers` empty, when the reply is not a string of whole int64s. (Binary both ways,
+// the batch's arguments too: Redis and hiredis then handle one string, not an element per number.)
 bool decode_decide_reply(const redis::Reply& reply, std::vector<std::int64_t>& numbers);
 
-// Reads one request's part of a decoded batch reply (`numbers`: exactly its 1 + 4 * checks
-// numbers) into call.verdicts and call.outcome (limits from call.checks); an unreadable state is
-// store_error with call.error set. False, leaving call.outcome alone, when the part does not
-// have exactly the expected shape: none negative, flags 0/1 that agree with each other, no retry
-// on an allowed check, all zeros after kRedisUnreadableState.
-bool read_decide_reply(std::span<const std::int64_t> numbers, DecideCall& call) noexcept;
-// The same for the reply to a batch of one request (decodes it first).
-bool read_decide_reply(const redis::Reply& reply, DecideCall& call);
+// How a batch went out, kept while it is out to read its reply. Consecutive calls with the same
+// checks and mode go as one run (a client's burst of identical requests, decided by the script in
+// closed form); `run_keys` holds, for each run in order, the index into the batch's KEYS
+// (0-based) of each of its checks' counters.
+struct RedisRun {
+  std::uint32_t calls = 0;      // consecutive calls, >= 1
+  std::uint32_t first_key = 0;  // where the run's key indices start in run_keys
+};
+
+// In the reply, per run: how many of its calls were admitted (always the first ones), or this
+// when a counter it uses holds something that is not a state (nothing was charged).
+inline constexpr std::int64_t kRedisUnreadable = -1;
+
+// Reads the script's reply to a batch: {the instant it decided at (Redis' TIME, µs); per run, the
+// calls admitted or kRedisUnreadable; per key, its state before the batch (v0 v1 v2; -1 0 0 when
+// it is not a state)} into every call's outcome and verdicts. The verdicts come from replaying the
+// calls through evaluate(), the function the memory store calls, from those states at that
+// instant; the script decided and charged, and the replay must admit exactly what it admitted,
+// call by call. A reply of the wrong shape fails every call, and a run the replay disagrees with
+// fails with every run after it (store_error, "reply malformed"): no call gets a verdict the
+// script did not charge. Keeps its scratch, so reading allocates nothing once warm.
+class RedisBatchReader {
+ public:
+  void read(const redis::Reply& reply, std::span<DecideCall* const> calls,
+            std::span<const RedisRun> runs, std::span<const std::uint32_t> run_keys);
+
+ private:
+  bool replay_run(std::int64_t admitted, Micros now, std::span<DecideCall* const> calls,
+                  std::span<const std::uint32_t> keys);
+
+  std::vector<std::int64_t> numbers_;
+  std::vector<LimitState> states_;  // per key of the batch, as the calls replayed so far left it
+  std::vector<bool> unreadable_;
+  std::vector<Step> steps_;  // per check of the call being replayed
+};
 
 // Watches the Redis stores of every thread of a process: logs the shared store going down (the
 // first failure: a lost connection, a timeout, an error reply) and coming back, once per change,
