@@ -32,7 +32,8 @@ bool AsioEvents::attach(redisAsyncContext& context, std::weak_ptr<void> owner_li
   context.ev.addWrite = &AsioEvents::add_write;
   context.ev.delWrite = &AsioEvents::del_write;
   context.ev.cleanup = &AsioEvents::cleanup;
-  add_write(this);  // the first writable event completes the non-blocking connect
+  want_write_ = true;
+  wait_writable();  // the first writable event completes the non-blocking connect
   return true;
 }
 
@@ -49,7 +50,16 @@ void AsioEvents::del_read(void* self) {
 void AsioEvents::add_write(void* self) {
   auto& events = *static_cast<AsioEvents*>(self);
   events.want_write_ = true;
-  if (!events.write_waiting_) events.wait_writable();
+  if (events.write_waiting_) return;
+  // A connected socket nearly always has room for a command: write it later in this turn of the
+  // loop rather than asking epoll first, which costs an epoll_ctl and a loop turn per command
+  // (Asio re-arms the socket for every readiness wait). When hiredis cannot write it all, it asks
+  // again from inside that write, and then it waits for room.
+  if (!events.writing_ && (events.context_->c.flags & REDIS_CONNECTED) != 0) {
+    events.write_soon();
+  } else {
+    events.wait_writable();
+  }
 }
 
 void AsioEvents::del_write(void* self) {
@@ -82,6 +92,15 @@ void AsioEvents::wait_writable() {
       });
 }
 
+void AsioEvents::write_soon() {
+  write_waiting_ = true;
+  net::post(descriptor_.get_executor(), [this, life = owner_life_, generation = generation_] {
+    auto owner = life.lock();
+    if (!owner) return;
+    on_writable(generation, {});
+  });
+}
+
 void AsioEvents::on_readable(std::uint64_t generation, const boost::system::error_code& error) {
   if (generation != generation_) return;  // a wait of an earlier context
   read_waiting_ = false;
@@ -95,7 +114,9 @@ void AsioEvents::on_writable(std::uint64_t generation, const boost::system::erro
   if (generation != generation_) return;
   write_waiting_ = false;
   if (context_ == nullptr || !want_write_ || error == net::error::operation_aborted) return;
-  redisAsyncHandleWrite(context_);
+  writing_ = true;
+  redisAsyncHandleWrite(context_);  // may free the context; this adapter lives on (owner locked)
+  writing_ = false;
 }
 
 void AsioEvents::detach() {

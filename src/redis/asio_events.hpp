@@ -47,6 +47,7 @@ class AsioEvents {
 
   void wait_readable();
   void wait_writable();
+  void write_soon();
   void on_readable(std::uint64_t generation, const boost::system::error_code& error);
   void on_writable(std::uint64_t generation, const boost::system::error_code& error);
   void detach();
@@ -61,7 +62,8 @@ class AsioEvents {
   bool want_read_ = false;
   bool read_waiting_ = false;
   bool want_write_ = false;
-  bool write_waiting_ = false;
+  bool write_waiting_ = false;  // a wait for room, or a write posted
+  bool writing_ = false;        // inside redisAsyncHandleWrite
 };
 
 }  // namespace sluice::redis::detail
