@@ -81,6 +81,7 @@ limit::RedisStoreSettings redis_store_settings(const config::RedisSettings& redi
   settings.redis.call_timeout = redis.timeout;
   settings.connections = std::max(1u, redis.connections);
   settings.key_names = limit::redis_key_names(key_salt(redis));
+  settings.refusal_cache = redis.refusal_cache;
   return settings;
 }
 

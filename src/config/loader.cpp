@@ -67,11 +67,14 @@ constexpr std::uint64_t kMinUriBytes = 256;
 constexpr std::uint64_t kUnlimitedBytes = std::numeric_limits<std::uint64_t>::max();
 constexpr std::string_view kStoreKeys[] = {"type", "max_keys", "redis"};
 constexpr std::string_view kStoreTypes[] = {"memory", "redis"};
-constexpr std::string_view kRedisKeys[] = {"url", "timeout", "connections", "key_salt"};
+constexpr std::string_view kRedisKeys[] = {"url", "timeout", "connections", "key_salt",
+                                           "refusal_cache"};
 // A request waits this long at most for its decision; past a few seconds a deadline protects
 // nothing.
 constexpr std::chrono::microseconds kMaxRedisTimeout = 10s;
 constexpr std::int64_t kMaxRedisConnections = 16;
+// A refusal repeated locally outlives an operator's reset in Redis by at most this.
+constexpr std::chrono::microseconds kMaxRefusalCache = 1min;
 constexpr std::string_view kStoreErrorModes[] = {"allow", "deny", "local"};
 constexpr std::string_view kUpstreamKeys[] = {"servers", "connect_timeout", "timeout",
                                               "idle_timeout"};
@@ -977,6 +980,13 @@ class Loader {
     if (const Field* connections = find(*fields, "connections")) {
       if (const auto n = whole_number(*connections, 1, kMaxRedisConnections, " per thread")) {
         redis.connections = static_cast<unsigned>(*n);
+      }
+    }
+    if (const Field* cache = find(*fields, "refusal_cache")) {
+      if (cache->value.IsScalar() && cache->value.Scalar() == "off") {
+        redis.refusal_cache = Milliseconds{0};
+      } else if (const auto d = duration(*cache, 1ms, kMaxRefusalCache, " (or off)")) {
+        redis.refusal_cache = std::chrono::duration_cast<Milliseconds>(*d);
       }
     }
     if (const Field* salt = find(*fields, "key_salt")) {

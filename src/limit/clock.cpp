@@ -7,4 +7,9 @@ Micros SystemClock::now() const noexcept {
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+Micros MonotonicClock::now() const noexcept {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace sluice::limit

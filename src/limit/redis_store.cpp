@@ -205,7 +205,7 @@ local unreadable = {}
 local committed = {}  -- key -> its state now (tables never changed in place), or `unreadable`
 local expiry = {}     -- key -> when its state after the last charge is as good as fresh
 local written, nwritten = {}, 0
-local k53 = 9007199254740992
+local k63 = 9223372036854775808 -- 2^63
 local function stored(key)
   local s = committed[key]
   if s then return s end
@@ -215,9 +215,10 @@ local function stored(key)
   elseif type(raw) == 'string' then
     local a, b, c = string.match(raw, '^(%S+) (%S+) (%S+)$')
     a, b, c = tonumber(a), tonumber(b), tonumber(c)
-    -- sluice writes whole numbers below 2^53 only: anything else is not its state
-    if a and b and c and a >= 0 and b >= 0 and c >= 0 and a < k53 and b < k53 and c < k53 and
-       a % 1 == 0 and b % 1 == 0 and c % 1 == 0 then
+    -- sluice writes whole numbers, the first never negative (past 2^53, as a quota at the
+    -- loader's extremes can make them, they are still whole): anything else is not its state
+    if a and b and c and a >= 0 and a < k63 and b > -k63 and b < k63 and c > -k63 and
+       c < k63 and a % 1 == 0 and b % 1 == 0 and c % 1 == 0 then
       s = {a, b, c}
     end
   end
@@ -387,7 +388,16 @@ for w = 1, nwritten do
   end
 end
 local values = first_state + 3 * nkeys - 1  -- every key is some run's, so every one was read
-return struct.pack('<' .. string.rep('i8', values), unpack(reply, 1, values))
+if values <= 4000 then
+  return struct.pack('<' .. string.rep('i8', values), unpack(reply, 1, values))
+end
+-- unpack() passes values on Lua's stack, which holds about 8000
+local chunks = {}
+for from = 1, values, 4000 do
+  local to = math.min(values, from + 3999)
+  chunks[#chunks + 1] = struct.pack('<' .. string.rep('i8', to - from + 1), unpack(reply, from, to))
+end
+return table.concat(chunks)
 )lua";
 
 constexpr std::string_view kNotConnected = "redis store not connected";
@@ -512,8 +522,8 @@ bool decode_decide_reply(const redis::Reply& reply, std::vector<std::int64_t>& n
 }
 
 void RedisBatchReader::read(const redis::Reply& reply, std::span<DecideCall* const> calls,
-                            std::span<const RedisRun> runs,
-                            std::span<const std::uint32_t> run_keys) {
+                            std::span<const RedisRun> runs, std::span<const std::uint32_t> run_keys,
+                            RedisReplayObserver* observer) {
   const auto fail_from = [&](std::size_t first) {
     for (DecideCall* call : calls.subspan(first)) {
       call->outcome = Outcome::store_error;
@@ -536,7 +546,7 @@ void RedisBatchReader::read(const redis::Reply& reply, std::span<DecideCall* con
     const std::int64_t* v = numbers_.data() + head + 3 * k;
     if (v[0] == kRedisUnreadable && v[1] == 0 && v[2] == 0) {
       unreadable_[k] = true;
-    } else if (v[0] < 0 || v[1] < 0 || v[2] < 0) {
+    } else if (v[0] < 0) {  // never a state's (v1 and v2 may be, past 2^53)
       return fail_from(0);
     } else {
       states_[k] = LimitState{
@@ -550,7 +560,7 @@ void RedisBatchReader::read(const redis::Reply& reply, std::span<DecideCall* con
     const std::span<DecideCall* const> members = calls.subspan(first, run.calls);
     const std::size_t n = members.front()->checks.size();
     if (run.first_key > run_keys.size() || n > run_keys.size() - run.first_key ||
-        !replay_run(numbers_[1 + r], now, members, run_keys.subspan(run.first_key, n))) {
+        !replay_run(numbers_[1 + r], now, members, run_keys.subspan(run.first_key, n), observer)) {
       return fail_from(first);
     }
     first += run.calls;
@@ -560,11 +570,15 @@ void RedisBatchReader::read(const redis::Reply& reply, std::span<DecideCall* con
 
 bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
                                   std::span<DecideCall* const> calls,
-                                  std::span<const std::uint32_t> keys) {
+                                  std::span<const std::uint32_t> keys,
+                                  RedisReplayObserver* observer) {
   bool any_unreadable = false;
-  for (const std::uint32_t key : keys) {
-    if (key >= states_.size()) return false;
-    any_unreadable = any_unreadable || unreadable_[key];
+  bool distinct = true;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] >= states_.size()) return false;
+    any_unreadable = any_unreadable || unreadable_[keys[i]];
+    for (std::size_t j = 0; j < i; ++j)
+      distinct = distinct && keys[j] != keys[i];
   }
   if (admitted == kRedisUnreadable) {
     if (!any_unreadable) return false;
@@ -579,10 +593,14 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
   }
   const std::size_t n = keys.size();
   steps_.resize(n);
+  before_.resize(n);
+  bool told_refusal = false;  // the run's calls are identical: one refusal says it for all
   for (std::size_t j = 0; j < calls.size(); ++j) {
     DecideCall& call = *calls[j];
     if (call.checks.size() != n || call.verdicts.size() < n) return false;
     bool all_allowed = true;
+    for (std::size_t i = 0; i < n; ++i)
+      before_[i] = states_[keys[i]];
     for (std::size_t i = 0; i < n; ++i) {
       // As the memory store: a key repeated within the call sees the earlier check's state.
       std::size_t earlier = i;
@@ -599,10 +617,93 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
       for (std::size_t i = 0; i < n; ++i)
         states_[keys[i]] = steps_[i].expires_at <= now ? LimitState{} : steps_[i].next;
     }
+    if (all_allowed && observer != nullptr) observer->on_admitted(call);
+    if (!all_allowed && distinct && observer != nullptr && !told_refusal) {
+      observer->on_refused(call, before_, now);
+      told_refusal = true;
+    }
     call.outcome = all_allowed ? Outcome::allowed : Outcome::limited;
     call.error = {};
   }
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+RefusalCache::RefusalCache(Micros max_age, std::size_t slots)
+    : max_age_(std::max<Micros>(0, max_age)),
+      entries_(max_age_ > 0 ? std::max<std::size_t>(1, slots) : 0),
+      generations_(max_age_ > 0 ? 1024 : 0, 0) {}
+
+std::size_t RefusalCache::slot_of(std::span<const LimitCheck> checks) const noexcept {
+  std::uint64_t h = checks.size();
+  for (const LimitCheck& check : checks)
+    h = (h ^ check.key.lo ^ (check.key.hi * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+  return static_cast<std::size_t>((h ^ (h >> 29)) % entries_.size());
+}
+
+std::uint32_t& RefusalCache::generation_of(const KeyDigest& key) noexcept {
+  return generations_[static_cast<std::size_t>(key.lo % generations_.size())];
+}
+
+bool RefusalCache::answer(DecideCall& call, Micros local_now) noexcept {
+  const std::size_t n = call.checks.size();
+  if (!enabled() || n == 0 || n > kMaxChecks || call.verdicts.size() < n) return false;
+  Entry& entry = entries_[slot_of(call.checks)];
+  if (entry.checks != n || local_now >= entry.until || local_now < entry.local_sent) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!(entry.check[i] == call.checks[i]) ||
+        entry.generation[i] != generation_of(call.checks[i].key)) {
+      return false;
+    }
+  }
+  // Redis' instant now, as late as it can be: no earlier than the refusal by as much time as has
+  // passed here since the batch left.
+  const Micros redis_now = entry.redis_now + (local_now - entry.local_sent);
+  bool all_allowed = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const LimitCheck& check = call.checks[i];
+    call.verdicts[i] =
+        evaluate(check.algorithm, entry.state[i], redis_now, check.quota, check.cost).verdict;
+    all_allowed = all_allowed && call.verdicts[i].allowed;
+  }
+  if (all_allowed) {  // cannot happen before `until`; if it did, Redis decides
+    entry.checks = 0;
+    return false;
+  }
+  call.outcome = Outcome::limited;
+  call.error = {};
+  return true;
+}
+
+void RefusalCache::remember(const DecideCall& call, std::span<const LimitState> states,
+                            Micros redis_now, Micros local_sent) noexcept {
+  const std::size_t n = call.checks.size();
+  if (!enabled() || n == 0 || n > kMaxChecks || states.size() != n || call.verdicts.size() < n) {
+    return;
+  }
+  // Admissible again, at the earliest, once every refusing check is: the longest of their waits.
+  Micros wait = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!call.verdicts[i].allowed) wait = std::max(wait, call.verdicts[i].retry_after);
+  }
+  if (wait <= 0) return;
+  Entry& entry = entries_[slot_of(call.checks)];
+  entry.checks = static_cast<std::uint8_t>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    entry.check[i] = call.checks[i];
+    entry.state[i] = states[i];
+    entry.generation[i] = generation_of(call.checks[i].key);
+  }
+  entry.redis_now = redis_now;
+  entry.local_sent = local_sent;
+  entry.until = local_sent + std::min(wait, max_age_);
+}
+
+void RefusalCache::admitted(const DecideCall& call) noexcept {
+  if (!enabled()) return;
+  for (const LimitCheck& check : call.checks)
+    ++generation_of(check.key);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -713,6 +814,7 @@ struct RedisStore::Impl {
     std::vector<RedisRun> runs;
     std::vector<std::uint32_t> run_keys;
     std::size_t client = 0;  // the connection it went out on
+    Micros sent = 0;         // local (refusal cache) time
 
     void on_eval_result(redis::Result& result) override;
   };
@@ -729,6 +831,22 @@ struct RedisStore::Impl {
     // Per connection: batches sent whose handler has not run yet.
     std::vector<std::uint32_t> awaiting;
     RedisBatchReader reader;
+    RefusalCache refusals{0};
+    MonotonicClock steady;
+    const Clock* local_clock = &steady;  // times the refusal cache
+
+    // What a replayed batch tells the refusal cache.
+    struct Remember final : RedisReplayObserver {
+      RefusalCache& cache;
+      Micros sent;
+      Remember(RefusalCache& refusal_cache, Micros batch_sent)
+          : cache(refusal_cache), sent(batch_sent) {}
+      void on_admitted(const DecideCall& call) override { cache.admitted(call); }
+      void on_refused(const DecideCall& call, std::span<const LimitState> states,
+                      Micros now) override {
+        cache.remember(call, states, now, sent);
+      }
+    };
   };
 
   Impl(net::any_io_executor store_executor, RedisStoreSettings store_settings,
@@ -740,6 +858,9 @@ struct RedisStore::Impl {
         shared(std::make_shared<Shared>()) {
     shared->store = this;
     shared->monitor = std::move(store_monitor);
+    shared->refusals = RefusalCache(
+        std::chrono::duration_cast<std::chrono::microseconds>(settings.refusal_cache).count());
+    if (settings.test_clock != nullptr) shared->local_clock = settings.test_clock;
     shared->queue.reserve(max_requests);
     const std::string script = redis_decide_script(settings.test_clock != nullptr);
     const unsigned count = std::max(1u, settings.connections);
@@ -888,6 +1009,7 @@ struct RedisStore::Impl {
     }
 
     batch.keepalive = shared;
+    batch.sent = s.local_clock->now();
     batch.client = pick_client();
     ++s.awaiting[batch.client];
     clients[batch.client]->eval(scripts[batch.client], keys, std::span(args.data(), arg_count),
@@ -1014,7 +1136,9 @@ void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
   RedisStoreMonitor* monitor = shared->monitor.get();
   const std::span<DecideCall* const> calls = queued.calls;
   if (result.ok()) {
-    shared->reader.read(result.reply, calls, runs, run_keys);
+    Shared::Remember remember(shared->refusals, sent);
+    shared->reader.read(result.reply, calls, runs, run_keys,
+                        shared->refusals.enabled() ? &remember : nullptr);
   } else {
     // One failure of the batch fails each of its calls, as if each had been sent alone.
     for (DecideCall* call : calls) {
@@ -1080,6 +1204,10 @@ Store::Completion RedisStore::decide(DecideCall& call, DecideWaiter& waiter) {
   }
   if (n == 0) {
     call.outcome = Outcome::allowed;
+    return Completion::ready;
+  }
+  Impl::Shared& shared = *impl_->shared;
+  if (shared.refusals.enabled() && shared.refusals.answer(call, shared.local_clock->now())) {
     return Completion::ready;
   }
   impl_->enqueue(call, waiter);

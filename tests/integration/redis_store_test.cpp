@@ -79,6 +79,19 @@ void decide_now(io_context& io, RedisStore& store, DecideCall& call) {
   CHECK(waiter.calls == 1);
 }
 
+// The same for a store with a refusal cache: a repeat of a refusal may be answered at once
+// (`ready`, true); anything else goes to Redis as above.
+bool decide_maybe_cached(io_context& io, RedisStore& store, DecideCall& call) {
+  Waiter waiter;
+  if (store.decide(call, waiter) == Store::Completion::ready) {
+    CHECK(call.outcome == Outcome::limited);  // the cache only ever refuses
+    return true;
+  }
+  REQUIRE(run_until(io, [&] { return waiter.calls > 0; }));
+  CHECK(waiter.calls == 1);
+  return false;
+}
+
 LimitCheck check_of(KeyDigest key, Algorithm algorithm, std::int64_t limit, Micros window,
                     std::int64_t burst = 0, std::int64_t cost = 1) {
   return LimitCheck{key, algorithm, Quota{limit, window, burst}, cost};
@@ -262,9 +275,15 @@ TEST_CASE("the Redis store decides exactly like the memory store: random sequenc
   };
   ManualClock clock(1'700'000'000'000'000 + uniform(0, 86'400'000'000));
   MemoryStore memory(clock, 100'000);
-  const auto settings = settings_for(server, &clock);
+  auto settings = settings_for(server, &clock);
+  // Half the seeds repeat refusals from the refusal cache (timed by the same clock): its answers
+  // must be exactly Redis' and the memory store's.
+  const bool cached = seed % 2 == 0;
+  if (cached) settings.refusal_cache = std::chrono::seconds(30);
   auto redis = connected_store(io, settings);
   Model model;
+  int from_cache = 0;
+  std::vector<LimitCheck> previous;
 
   // Each seed plays with a few counters (so they are hit often) on one time scale (so windows
   // fill, roll over into "previous" and expire at that scale): 100 µs to an hour per step.
@@ -290,9 +309,12 @@ TEST_CASE("the Redis store decides exactly like the memory store: random sequenc
       clock.advance(std::chrono::microseconds(uniform(1, dice == 9 ? 20 * scale : scale)));
     }
     // 1 to 4 checks over the pool, so counters repeat across and within calls and a counter
-    // appears at different positions in different calls.
+    // appears at different positions in different calls. With the cache, a third of the calls
+    // repeat the one before, as a client retrying does.
     std::vector<LimitCheck> checks;
-    const auto count = uniform(1, 4);
+    const bool repeat = cached && !previous.empty() && uniform(0, 2) == 0;
+    if (repeat) checks = previous;
+    const auto count = repeat ? 0 : uniform(1, 4);
     for (int i = 0; i < count; ++i) {
       const std::size_t d = pool[static_cast<std::size_t>(uniform(0, std::ssize(pool) - 1))];
       const auto caller = static_cast<std::uint64_t>(uniform(0, kCallers - 1));
@@ -301,6 +323,7 @@ TEST_CASE("the Redis store decides exactly like the memory store: random sequenc
                                   kDefinitions[d].quota, cost});
     }
     const Mode mode = uniform(0, 9) == 0 ? Mode::check_only : Mode::charge_if_all_allowed;
+    previous = checks;
 
     std::vector<Verdict> from_memory(checks.size());
     std::vector<Verdict> from_redis(checks.size());
@@ -309,7 +332,7 @@ TEST_CASE("the Redis store decides exactly like the memory store: random sequenc
     Waiter unused;
     REQUIRE(memory.decide(memory_call, unused) == Store::Completion::ready);
     DecideCall redis_call{checks, from_redis, mode};
-    decide_now(io, *redis, redis_call);
+    from_cache += decide_maybe_cached(io, *redis, redis_call) ? 1 : 0;
     const Outcome model_outcome = model.decide(checks, from_model, mode, clock.now());
 
     INFO("call " << step << " at " << clock.now() << " with " << checks.size() << " checks");
@@ -354,6 +377,11 @@ TEST_CASE("the Redis store decides exactly like the memory store: random sequenc
   // The sequences exercise both outcomes, or they prove little.
   CHECK(allowed >= 10);
   CHECK(limited >= 10);
+  if (cached) {
+    CHECK(from_cache >= 1);
+  } else {
+    CHECK(from_cache == 0);
+  }
 }
 
 TEST_CASE("a clock gone back decides like the memory store", "[redis][store]") {
@@ -549,17 +577,16 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
   auto single = connected_store(io, single_settings);
   // Few counters, tight quotas: the requests of one batch meet each other's charges, within a
   // request and across requests, and both outcomes are common. The last two are too large for
-  // the script's closed form of a run (their numbers pass 2^52), which then goes one request at
-  // a time; the last is charged 1000 units a request.
+  // the script's closed form of a run: an odd window of a year times 999 passes 2^53, where
+  // doubles round, so runs go one request at a time. They are charged 333 units a request, so
+  // they refuse too.
+  constexpr Micros kOddYear = 31'536'000'123'457;
   const std::vector<Definition> definitions = {
-      {Algorithm::token_bucket, {4, 1'000'000, 6}},
-      {Algorithm::gcra, {3, 1'000'000, 2}},
-      {Algorithm::sliding_window, {5, 1'000'000, 0}},
-      {Algorithm::fixed_window, {4, 500'000, 0}},
-      {Algorithm::sliding_window, {10'000'000, 3'600'000'000, 0}},
-      {Algorithm::gcra, {1'000'000'000, 10'000'000'000'000, 1'000'000'000}},
+      {Algorithm::token_bucket, {4, 1'000'000, 6}},    {Algorithm::gcra, {3, 1'000'000, 2}},
+      {Algorithm::sliding_window, {5, 1'000'000, 0}},  {Algorithm::fixed_window, {4, 500'000, 0}},
+      {Algorithm::sliding_window, {999, kOddYear, 0}}, {Algorithm::gcra, {999, kOddYear, 999}},
   };
-  const std::size_t heavy = definitions.size() - 1;
+  const std::size_t heavy = definitions.size() - 2;
   int allowed = 0;
   int limited = 0;
   long sent_alone = 0;
@@ -584,7 +611,7 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
       for (int i = 0; i < n; ++i) {
         const auto d = static_cast<std::size_t>(uniform(0, std::ssize(definitions) - 1));
         const auto caller = static_cast<std::uint64_t>(uniform(1, 2));
-        const std::int64_t cost = (uniform(0, 9) < 8 ? 1 : uniform(2, 4)) * (d == heavy ? 1000 : 1);
+        const std::int64_t cost = d >= heavy ? 333 : uniform(0, 9) < 8 ? 1 : uniform(2, 4);
         checks.push_back(LimitCheck{KeyDigest{d + 1, caller}, definitions[d].algorithm,
                                     definitions[d].quota, cost});
       }
@@ -755,6 +782,99 @@ TEST_CASE("an unreadable counter fails only the requests that use it", "[redis][
   CHECK(requests[3]->verdicts[0].remaining == 8);
   CHECK(monitor->failed_calls() == 2);
   CHECK(admin.command({"GET", redis_key_name(settings.key_names, bad)}).text() == "not a state");
+}
+
+TEST_CASE("states at a quota's extremes are states: past 2^53, or a negative remainder",
+          "[redis][store]") {
+  // gcra 1000 per 30 days with a burst of 100 000, after 54 302 requests at one instant (what
+  // evaluate() writes there: doubles round past 2^53, and the remainder comes out below 0). Such
+  // a key must keep deciding, not fail as unreadable until it expires years later.
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  ManualClock clock(1'700'000'000'000'000);
+  const auto settings = settings_for(server, &clock);
+  auto store = connected_store(io, settings);
+  const LimitCheck check = check_of({9, 9}, Algorithm::gcra, 1000, 2'592'000'000'000, 100'000);
+  for (const char* stored : {"1903750784499532 -16 0", "9007199254740993 0 0"}) {
+    INFO(stored);
+    admin.command({"SET", redis_key_name(settings.key_names, check.key), stored});
+    std::vector<Verdict> verdicts;
+    const Outcome outcome = decide_checks(io, *store, {check}, verdicts);
+    REQUIRE(outcome != Outcome::store_error);
+    LimitState state;
+    std::sscanf(stored, "%lf %lf %lf", &state.v[0], &state.v[1], &state.v[2]);
+    const Step expected = evaluate(check.algorithm, state, clock.now(), check.quota, check.cost);
+    CHECK(outcome == (expected.verdict.allowed ? Outcome::allowed : Outcome::limited));
+    CHECK(same(verdicts[0], expected.verdict));
+  }
+}
+
+TEST_CASE("a refusal's repeats are answered without Redis until they could be admitted",
+          "[redis][store]") {
+  RedisServer server;
+  BlockingRedis admin(server.port());
+  io_context io;
+  ManualClock clock(1'700'000'000'000'000);
+  auto settings = settings_for(server, &clock);
+  settings.refusal_cache = std::chrono::seconds(1);
+  auto store = connected_store(io, settings);
+  MemoryStore memory(clock, 1000);
+  Waiter unused;
+  const auto calls = [&] { return command_calls(admin, "evalsha"); };
+  // Decides `checks` on both stores; true when the Redis store answered from its cache.
+  const auto decide = [&](const std::vector<LimitCheck>& checks) {
+    std::vector<Verdict> from_redis(checks.size());
+    std::vector<Verdict> from_memory(checks.size());
+    DecideCall redis_call{checks, from_redis, Mode::charge_if_all_allowed};
+    DecideCall memory_call{checks, from_memory, Mode::charge_if_all_allowed};
+    const bool cached = decide_maybe_cached(io, *store, redis_call);
+    memory.decide(memory_call, unused);
+    REQUIRE(redis_call.outcome == memory_call.outcome);
+    for (std::size_t i = 0; i < checks.size(); ++i)
+      CHECK(same(from_redis[i], from_memory[i]));
+    return cached;
+  };
+  // 2 per second, burst 2: the third request is refused for half a second.
+  const LimitCheck bucket = check_of({1, 1}, Algorithm::gcra, 2, 1'000'000, 2);
+  CHECK_FALSE(decide({bucket}));
+  CHECK_FALSE(decide({bucket}));
+  CHECK_FALSE(decide({bucket}));  // refused by Redis
+  const long after_first_refusal = calls();
+  clock.advance(100ms);
+  CHECK(decide({bucket}));  // refused again, here, with the numbers Redis would give
+  clock.advance(300ms);
+  CHECK(decide({bucket}));
+  CHECK(calls() == after_first_refusal);
+  clock.advance(100ms);  // 500 ms: admissible again, so Redis decides
+  CHECK_FALSE(decide({bucket}));
+
+  SECTION("at most refusal_cache, however long the wait: an operator's reset counts soon") {
+    const LimitCheck daily = check_of({2, 2}, Algorithm::fixed_window, 1, 86'400'000'000);
+    CHECK_FALSE(decide({daily}));
+    CHECK_FALSE(decide({daily}));  // refused until the day ends
+    clock.advance(900ms);
+    CHECK(decide({daily}));
+    admin.command({"DEL", redis_key_name(settings.key_names, daily.key)});
+    clock.advance(200ms);
+    std::vector<Verdict> verdicts;
+    CHECK(decide_checks(io, *store, {daily}, verdicts) == Outcome::allowed);  // asked again
+  }
+  SECTION("a request admitted on one of its keys makes Redis decide the refused one again") {
+    const LimitCheck window = check_of({3, 3}, Algorithm::fixed_window, 5, 60'000'000);
+    LimitCheck heavy = window;
+    heavy.cost = 4;
+    CHECK_FALSE(decide({heavy}));
+    CHECK_FALSE(decide({heavy}));  // 4 + 4 > 5: refused
+    CHECK(decide({heavy}));
+    CHECK_FALSE(decide({window}));  // cost 1 fits: admitted, and the remembered numbers are old
+    CHECK_FALSE(decide({heavy}));   // so Redis answers, with the remaining it now holds
+  }
+  SECTION("only exact repeats: other checks, or another key, go to Redis") {
+    const LimitCheck other_key = check_of({1, 2}, Algorithm::gcra, 2, 1'000'000, 2);
+    CHECK_FALSE(decide({other_key}));
+    CHECK_FALSE(decide({bucket, other_key}));
+  }
 }
 
 TEST_CASE("failures are store errors, never limited", "[redis][store]") {

@@ -931,6 +931,7 @@ TEST_CASE("the redis store: its settings, their defaults, and what is checked", 
     CHECK(c->store.redis.timeout == 50ms);
     CHECK(c->store.redis.connections == 1);
     CHECK(c->store.redis.key_salt.empty());
+    CHECK(c->store.redis.refusal_cache == 1s);
   }
   SECTION("written out") {
     const auto c = load_ok(R"(store:
@@ -941,6 +942,7 @@ TEST_CASE("the redis store: its settings, their defaults, and what is checked", 
     timeout: 250ms
     connections: 3
     key_salt: "shared by every instance"
+    refusal_cache: 250ms
 upstreams: { api: { servers: ["127.0.0.1:3000"] } }
 routes: [{ name: r, match: { path: /r }, upstream: api }]
 )");
@@ -950,6 +952,11 @@ routes: [{ name: r, match: { path: /r }, upstream: api }]
     CHECK(c->store.redis.timeout == 250ms);
     CHECK(c->store.redis.connections == 3);
     CHECK(c->store.redis.key_salt == "shared by every instance");
+    CHECK(c->store.redis.refusal_cache == 250ms);
+  }
+  SECTION("the refusal cache can be turned off") {
+    const auto c = load_ok(with_setting("store: { type: redis, redis: { refusal_cache: off } }"));
+    CHECK(c->store.redis.refusal_cache == 0ms);
   }
   SECTION("the order of type and redis does not matter") {
     const auto c = load_ok(with_setting("store: { redis: { timeout: 1s }, type: redis }"));
@@ -972,6 +979,11 @@ routes: [{ name: r, match: { path: /r }, upstream: api }]
           "t.yaml:1:41: 'timeout' must be from 1ms to 10s, found 11s");
     CHECK(only_error(with_setting("store: { type: redis, redis: { connections: 17 } }")) ==
           "t.yaml:1:45: 'connections' must be from 1 to 16 per thread, found 17");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { refusal_cache: 2m } }")) ==
+          "t.yaml:1:47: 'refusal_cache' must be from 1ms to 1m (or off), found 2m");
+    CHECK(only_error(with_setting("store: { type: redis, redis: { refusal_cache: 0 } }")) ==
+          "t.yaml:1:47: bad duration '0' for 'refusal_cache': expected a positive whole number "
+          "and a unit (ms, s, m, h or d), e.g. 250ms, 10s, 5m");
     CHECK(only_error(with_setting("store: { type: redis, redis: { timout: 1s } }")) ==
           "t.yaml:1:32: unknown key 'timout' in 'store.redis' (did you mean 'timeout'?)");
     CHECK(only_error(with_setting("store: { type: redis, redis: { key_salt: [a] } }")) ==

@@ -144,7 +144,7 @@ TEST_CASE("a reply of the wrong shape fails every call") {
   CHECK(fails_all(integers(numbers)));
   CHECK(fails_all(integers({kNow, 2, 0})));                     // no states at all
   CHECK(fails_all(integers({0, 2, 0, 0, 0, 0, 0, 0, 0})));      // no instant
-  CHECK(fails_all(integers({kNow, 2, 0, 0, -5, 0, 0, 0, 0})));  // a negative state
+  CHECK(fails_all(integers({kNow, 2, 0, -5, 0, 0, 0, 0, 0})));  // a negative first value
   CHECK(fails_all(integers({})));
   Reply ragged = integers(fresh_reply());
   ragged.set_text(Reply::Type::string, std::string(ragged.text()) + "xyz");  // not whole int64s

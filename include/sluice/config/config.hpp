@@ -36,6 +36,9 @@ struct RedisSettings {
   unsigned connections = 1;                      // per event-loop thread
   // Keys the hash that turns identities into Redis key names; instances sharing limits must agree.
   std::string key_salt;
+  // How long an instance refuses the exact repeats of a request Redis refused without asking
+  // Redis again (never past the instant it could be admitted); 0 = always ask.
+  Milliseconds refusal_cache{1000};
 };
 
 struct StoreSettings {

@@ -23,6 +23,13 @@ class SystemClock final : public Clock {
   Micros now() const noexcept override;
 };
 
+// Monotonic microseconds from an arbitrary origin, for lengths of time on this machine that a wall
+// clock stepped by NTP would stretch or shrink.
+class MonotonicClock final : public Clock {
+ public:
+  Micros now() const noexcept override;
+};
+
 // A clock that moves only when told to; safe to read from several threads.
 class ManualClock final : public Clock {
  public:

@@ -90,6 +90,20 @@ struct RedisRun {
 // when a counter it uses holds something that is not a state (nothing was charged).
 inline constexpr std::int64_t kRedisUnreadable = -1;
 
+// Told by RedisBatchReader about calls as it replays them, in batch order.
+class RedisReplayObserver {
+ public:
+  // `call` was admitted (and charged, unless check-only).
+  virtual void on_admitted(const DecideCall& call) = 0;
+  // `call` was refused at Redis' instant `now`, its checks seeing `states` (one per check; only
+  // told for calls whose checks have distinct keys).
+  virtual void on_refused(const DecideCall& call, std::span<const LimitState> states,
+                          Micros now) = 0;
+
+ protected:
+  ~RedisReplayObserver() = default;
+};
+
 // Reads the script's reply to a batch: {the instant it decided at (Redis' TIME, µs); per run, the
 // calls admitted or kRedisUnreadable; per key, its state before the batch (v0 v1 v2; -1 0 0 when
 // it is not a state)} into every call's outcome and verdicts. The verdicts come from replaying the
@@ -101,16 +115,64 @@ inline constexpr std::int64_t kRedisUnreadable = -1;
 class RedisBatchReader {
  public:
   void read(const redis::Reply& reply, std::span<DecideCall* const> calls,
-            std::span<const RedisRun> runs, std::span<const std::uint32_t> run_keys);
+            std::span<const RedisRun> runs, std::span<const std::uint32_t> run_keys,
+            RedisReplayObserver* observer = nullptr);
 
  private:
   bool replay_run(std::int64_t admitted, Micros now, std::span<DecideCall* const> calls,
-                  std::span<const std::uint32_t> keys);
+                  std::span<const std::uint32_t> keys, RedisReplayObserver* observer);
 
   std::vector<std::int64_t> numbers_;
   std::vector<LimitState> states_;  // per key of the batch, as the calls replayed so far left it
   std::vector<bool> unreadable_;
-  std::vector<Step> steps_;  // per check of the call being replayed
+  std::vector<Step> steps_;         // per check of the call being replayed
+  std::vector<LimitState> before_;  // per check: the state it saw
+};
+
+// Refusals a thread's Redis store repeats without asking Redis. A request whose checks equal those
+// of a request Redis refused is refused again, by this instance alone, until the first instant
+// any of them could be admitted (the largest retry_after of its refusing checks, counted from
+// when the refused request's batch was sent, so never later than Redis' own answer would change)
+// and at most `max_age`: a flood costs Redis one call per `max_age` and key instead of one per
+// batch. The verdicts are evaluate() of the remembered states at the estimated Redis instant, so
+// they match what Redis would say unless another thread or instance charged the keys since
+// (whose consumption only delays admission: the refusal stands either way). A request this store
+// sees admitted with any of the keys forgets the refusal.
+// Bounded: one entry per slot of a fixed table; calls with more than kMaxChecks checks or a key
+// twice are not remembered. On the event loop's thread only.
+class RefusalCache {
+ public:
+  static constexpr std::size_t kMaxChecks = 4;
+
+  RefusalCache(Micros max_age, std::size_t slots = 256);
+
+  bool enabled() const noexcept { return max_age_ > 0; }
+  // Answers `call` (outcome limited and every verdict) if it repeats a remembered refusal that
+  // still stands at `local_now`; false (call untouched) otherwise.
+  bool answer(DecideCall& call, Micros local_now) noexcept;
+  // Remembers a refusal of `call` decided at Redis' `redis_now` from `states`, for a batch that
+  // left at `local_sent`.
+  void remember(const DecideCall& call, std::span<const LimitState> states, Micros redis_now,
+                Micros local_sent) noexcept;
+  // `call` was admitted: forgets every refusal involving one of its keys.
+  void admitted(const DecideCall& call) noexcept;
+
+ private:
+  struct Entry {
+    std::uint8_t checks = 0;  // 0: empty
+    LimitCheck check[kMaxChecks];
+    LimitState state[kMaxChecks];
+    std::uint32_t generation[kMaxChecks];
+    Micros redis_now = 0;
+    Micros local_sent = 0;
+    Micros until = 0;  // local time
+  };
+  std::size_t slot_of(std::span<const LimitCheck> checks) const noexcept;
+  std::uint32_t& generation_of(const KeyDigest& key) noexcept;
+
+  Micros max_age_;
+  std::vector<Entry> entries_;
+  std::vector<std::uint32_t> generations_;  // per hash of a key: bumped by each charge
 };
 
 // Watches the Redis stores of every thread of a process: logs the shared store going down (the
@@ -154,8 +216,12 @@ struct RedisStoreSettings {
   // stays short (Redis runs nothing else meanwhile); more calls in one turn make more batches.
   unsigned max_batch_requests = 64;
   unsigned max_batch_checks = 256;
-  // Tests only: decide with the test variant of the script, at this clock's `now`. Null in
-  // production, where the script reads Redis' TIME.
+  // How long a refused request's exact repeats are refused by this instance without asking
+  // Redis (RefusalCache); 0 = always ask. The config's default is 1 s.
+  std::chrono::milliseconds refusal_cache{0};
+  // Tests only: decide with the test variant of the script, at this clock's `now`, which also
+  // times the refusal cache. Null in production, where the script reads Redis' TIME and the
+  // cache a steady clock.
   const Clock* test_clock = nullptr;
 };
 
