@@ -87,6 +87,10 @@ std::string format_redis_store(const StoreSettings& store) {
       " (timeout " + format_duration(store.redis.timeout) + ", " + std::to_string(n) +
       (n == 1 ? " connection" : " connections") + " per thread, " +
       (store.redis.key_salt.empty() ? "key salt from SLUICE_KEY_SALT or default" : "key salt set") +
+      ", refusals repeated locally " +
+      (store.redis.refusal_cache.count() == 0
+           ? "off"
+           : "up to " + format_duration(store.redis.refusal_cache)) +
       "; local fallback max " + std::to_string(store.max_keys) + " keys)";
   return out;
 }

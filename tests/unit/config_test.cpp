@@ -1050,8 +1050,8 @@ routes:
   CHECK(summary ==
         "t.yaml is valid\n"
         "listen 127.0.0.1:8080 · 2 threads · redis store 10.0.0.5:6380 db 3 (timeout 20ms, 2 "
-        "connections per thread, key salt from SLUICE_KEY_SALT or default; local fallback max "
-        "5000 keys) · headers: both\n"
+        "connections per thread, key salt from SLUICE_KEY_SALT or default, refusals repeated "
+        "locally up to 1s; local fallback max 5000 keys) · headers: both\n"
         "trusted proxies none (the client is the socket peer)\n"
         "ip keys IPv4 per address, IPv6 per /64\n"
         "upstreams\n"
