@@ -983,7 +983,8 @@ class Loader {
       }
     }
     if (const Field* cache = find(*fields, "refusal_cache")) {
-      if (cache->value.IsScalar() && cache->value.Scalar() == "off") {
+      if (cache->value.IsScalar() &&
+          (cache->value.Scalar() == "off" || cache->value.Scalar() == "0")) {
         redis.refusal_cache = Milliseconds{0};
       } else if (const auto d = duration(*cache, 1ms, kMaxRefusalCache, " (or off)")) {
         redis.refusal_cache = std::chrono::duration_cast<Milliseconds>(*d);

@@ -380,8 +380,8 @@ for w = 1, nwritten do
   if ttl <= 0 then
     redis.call('DEL', KEYS[key])
   else
-    -- Every state value is an integer below 2^53 (algorithm.hpp): %d writes it exactly, as
-    -- %.17g would, for a fraction of the cost.
+    -- Every state value is a whole number (algorithm.hpp; past 2^53 only at the loader's
+    -- extreme quotas): %d writes it exactly, as %.17g would, for a fraction of the cost.
     local s = committed[key]
     redis.call('SET', KEYS[key], string.format('%d %d %d', s[1], s[2], s[3]), 'PX',
                ttl + ttl_margin_ms)
@@ -619,7 +619,7 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
     }
     if (all_allowed && observer != nullptr) observer->on_admitted(call);
     if (!all_allowed && distinct && observer != nullptr && !told_refusal) {
-      observer->on_refused(call, before_, now);
+      observer->on_refused(call, keys, before_, now);
       told_refusal = true;
     }
     call.outcome = all_allowed ? Outcome::allowed : Outcome::limited;
@@ -633,30 +633,42 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
 RefusalCache::RefusalCache(Micros max_age, std::size_t slots)
     : max_age_(std::max<Micros>(0, max_age)),
       entries_(max_age_ > 0 ? std::max<std::size_t>(1, slots) : 0),
-      generations_(max_age_ > 0 ? 1024 : 0, 0) {}
+      keys_(max_age_ > 0 ? 4096 : 0) {}
 
 std::size_t RefusalCache::slot_of(std::span<const LimitCheck> checks) const noexcept {
   std::uint64_t h = checks.size();
-  for (const LimitCheck& check : checks)
+  for (const LimitCheck& check : checks) {
+    // The key, and what tells two limits of one route or two costs apart.
     h = (h ^ check.key.lo ^ (check.key.hi * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    h = (h ^ static_cast<std::uint64_t>(check.cost) ^
+         (static_cast<std::uint64_t>(check.quota.limit) << 20)) *
+        0xc4ceb9fe1a85ec53ULL;
+  }
   return static_cast<std::size_t>((h ^ (h >> 29)) % entries_.size());
 }
 
-std::uint32_t& RefusalCache::generation_of(const KeyDigest& key) noexcept {
-  return generations_[static_cast<std::size_t>(key.lo % generations_.size())];
+RefusalCache::KeySlot& RefusalCache::key_slot(const KeyDigest& key) noexcept {
+  return keys_[static_cast<std::size_t>(key.lo % keys_.size())];
 }
 
-bool RefusalCache::answer(DecideCall& call, Micros local_now) noexcept {
+const RefusalCache::KeySlot& RefusalCache::key_slot(const KeyDigest& key) const noexcept {
+  return keys_[static_cast<std::size_t>(key.lo % keys_.size())];
+}
+
+bool RefusalCache::answer(DecideCall& call, const Clock& local) noexcept {
   const std::size_t n = call.checks.size();
   if (!enabled() || n == 0 || n > kMaxChecks || call.verdicts.size() < n) return false;
   Entry& entry = entries_[slot_of(call.checks)];
-  if (entry.checks != n || local_now >= entry.until || local_now < entry.local_sent) return false;
+  if (entry.checks != n) return false;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!(entry.check[i] == call.checks[i]) ||
-        entry.generation[i] != generation_of(call.checks[i].key)) {
+    const KeySlot& key = key_slot(call.checks[i].key);
+    if (!(entry.check[i] == call.checks[i]) || entry.generation[i] != key.generation ||
+        key.pending != 0) {
       return false;
     }
   }
+  const Micros local_now = local.now();
+  if (local_now >= entry.until || local_now < entry.local_sent) return false;
   // Redis' instant now, as late as it can be: no earlier than the refusal by as much time as has
   // passed here since the batch left.
   const Micros redis_now = entry.redis_now + (local_now - entry.local_sent);
@@ -676,10 +688,30 @@ bool RefusalCache::answer(DecideCall& call, Micros local_now) noexcept {
   return true;
 }
 
+void RefusalCache::sent(const DecideCall& call) noexcept {
+  if (!enabled() || call.mode != Mode::charge_if_all_allowed) return;
+  for (const LimitCheck& check : call.checks)
+    ++key_slot(check.key).pending;
+}
+
+void RefusalCache::returned(const DecideCall& call) noexcept {
+  if (!enabled() || call.mode != Mode::charge_if_all_allowed) return;
+  for (const LimitCheck& check : call.checks) {
+    KeySlot& key = key_slot(check.key);
+    if (key.pending > 0) --key.pending;
+  }
+}
+
+std::uint32_t RefusalCache::generation(const KeyDigest& key) const noexcept {
+  return enabled() ? key_slot(key).generation : 0;
+}
+
 void RefusalCache::remember(const DecideCall& call, std::span<const LimitState> states,
-                            Micros redis_now, Micros local_sent) noexcept {
+                            std::span<const std::uint32_t> generations, Micros redis_now,
+                            Micros local_sent) noexcept {
   const std::size_t n = call.checks.size();
-  if (!enabled() || n == 0 || n > kMaxChecks || states.size() != n || call.verdicts.size() < n) {
+  if (!enabled() || n == 0 || n > kMaxChecks || states.size() != n || generations.size() != n ||
+      call.verdicts.size() < n) {
     return;
   }
   // Admissible again, at the earliest, once every refusing check is: the longest of their waits.
@@ -693,7 +725,7 @@ void RefusalCache::remember(const DecideCall& call, std::span<const LimitState> 
   for (std::size_t i = 0; i < n; ++i) {
     entry.check[i] = call.checks[i];
     entry.state[i] = states[i];
-    entry.generation[i] = generation_of(call.checks[i].key);
+    entry.generation[i] = generations[i];
   }
   entry.redis_now = redis_now;
   entry.local_sent = local_sent;
@@ -703,7 +735,7 @@ void RefusalCache::remember(const DecideCall& call, std::span<const LimitState> 
 void RefusalCache::admitted(const DecideCall& call) noexcept {
   if (!enabled()) return;
   for (const LimitCheck& check : call.checks)
-    ++generation_of(check.key);
+    ++key_slot(check.key).generation;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -813,8 +845,9 @@ struct RedisStore::Impl {
     Calls queued;
     std::vector<RedisRun> runs;
     std::vector<std::uint32_t> run_keys;
-    std::size_t client = 0;  // the connection it went out on
-    Micros sent = 0;         // local (refusal cache) time
+    std::size_t client = 0;                      // the connection it went out on
+    Micros sent = 0;                             // local (refusal cache) time
+    std::vector<std::uint32_t> key_generations;  // per KEYS index, when the batch left
 
     void on_eval_result(redis::Result& result) override;
   };
@@ -838,13 +871,17 @@ struct RedisStore::Impl {
     // What a replayed batch tells the refusal cache.
     struct Remember final : RedisReplayObserver {
       RefusalCache& cache;
-      Micros sent;
-      Remember(RefusalCache& refusal_cache, Micros batch_sent)
-          : cache(refusal_cache), sent(batch_sent) {}
+      const Batch& batch;
+      std::uint32_t generations[RefusalCache::kMaxChecks];
+      Remember(RefusalCache& refusal_cache, const Batch& replayed)
+          : cache(refusal_cache), batch(replayed) {}
       void on_admitted(const DecideCall& call) override { cache.admitted(call); }
-      void on_refused(const DecideCall& call, std::span<const LimitState> states,
-                      Micros now) override {
-        cache.remember(call, states, now, sent);
+      void on_refused(const DecideCall& call, std::span<const std::uint32_t> keys,
+                      std::span<const LimitState> states, Micros now) override {
+        if (keys.size() > RefusalCache::kMaxChecks) return;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+          generations[i] = batch.key_generations[keys[i]];
+        cache.remember(call, states, std::span(generations, keys.size()), now, batch.sent);
       }
     };
   };
@@ -915,6 +952,7 @@ struct RedisStore::Impl {
     failed.swap(s.queue);
     s.queued_checks = 0;
     for (std::size_t i = 0; i < failed.size(); ++i) {
+      s.refusals.returned(*failed.calls[i]);
       failed.calls[i]->outcome = Outcome::store_error;
       failed.calls[i]->error = error;
       if (s.monitor) s.monitor->on_call_failed(error);
@@ -957,6 +995,7 @@ struct RedisStore::Impl {
     packed.clear();
     batch.runs.clear();
     batch.run_keys.clear();
+    batch.key_generations.clear();
     put(0);  // the number of runs, known at the end
     const std::span<DecideCall* const> calls = batch.queued.calls;
     const DecideCall* listed = nullptr;  // the last call whose checks went out in full
@@ -986,7 +1025,10 @@ struct RedisStore::Impl {
           // The defaults evaluate() applies, applied here so the script needs none of them.
           const std::int64_t capacity =
               bucket && check.quota.burst > 0 ? check.quota.burst : check.quota.limit;
+          const std::size_t known = keys.size();
           const std::uint32_t key = key_index(check.key);
+          if (keys.size() > known)
+            batch.key_generations.push_back(s.refusals.generation(check.key));
           batch.run_keys.push_back(key - 1);
           put(key);
           put(algorithm_code(check.algorithm));
@@ -1136,7 +1178,7 @@ void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
   RedisStoreMonitor* monitor = shared->monitor.get();
   const std::span<DecideCall* const> calls = queued.calls;
   if (result.ok()) {
-    Shared::Remember remember(shared->refusals, sent);
+    Shared::Remember remember(shared->refusals, *this);
     shared->reader.read(result.reply, calls, runs, run_keys,
                         shared->refusals.enabled() ? &remember : nullptr);
   } else {
@@ -1146,6 +1188,8 @@ void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
       call->error = error_text(result.error);
     }
   }
+  for (const DecideCall* call : calls)
+    shared->refusals.returned(*call);
   if (monitor) {
     // The server's words, when there are some, for the log line of a change.
     const std::string_view reason =
@@ -1207,9 +1251,10 @@ Store::Completion RedisStore::decide(DecideCall& call, DecideWaiter& waiter) {
     return Completion::ready;
   }
   Impl::Shared& shared = *impl_->shared;
-  if (shared.refusals.enabled() && shared.refusals.answer(call, shared.local_clock->now())) {
+  if (shared.refusals.enabled() && shared.refusals.answer(call, *shared.local_clock)) {
     return Completion::ready;
   }
+  shared.refusals.sent(call);
   impl_->enqueue(call, waiter);
   return Completion::pending;
 }

@@ -122,18 +122,31 @@ using Requests = std::vector<std::unique_ptr<Request>>;
 
 // Decides every request in one turn of the loop (all decide() calls before the loop runs), then
 // waits for all of them: each waiter exactly once, none from inside decide().
-void decide_together(io_context& io, RedisStore& store, Requests& requests) {
+// With `may_be_cached` (a store with a refusal cache), a request may be refused at once instead
+// (`ready`); returns how many were.
+int decide_together(io_context& io, RedisStore& store, Requests& requests,
+                    bool may_be_cached = false) {
+  std::vector<bool> pending;
   for (auto& request : requests) {
-    REQUIRE(store.decide(request->call, request->waiter) == Store::Completion::pending);
+    const bool ready = store.decide(request->call, request->waiter) == Store::Completion::ready;
+    REQUIRE((!ready || may_be_cached));
+    if (ready) CHECK(request->call.outcome == Outcome::limited);
+    pending.push_back(!ready);
   }
   for (auto& request : requests)
     CHECK(request->waiter.calls == 0);
   REQUIRE(run_until(io, [&] {
-    return std::all_of(requests.begin(), requests.end(),
-                       [](const auto& request) { return request->waiter.calls > 0; });
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (pending[i] && requests[i]->waiter.calls == 0) return false;
+    }
+    return true;
   }));
-  for (auto& request : requests)
-    CHECK(request->waiter.calls == 1);
+  int cached = 0;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    CHECK(requests[i]->waiter.calls == (pending[i] ? 1 : 0));
+    cached += pending[i] ? 0 : 1;
+  }
+  return cached;
 }
 
 std::string describe(const Verdict& v) {
@@ -575,9 +588,13 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
   };
   ManualClock clock(1'700'000'000'000'000 + uniform(0, 86'400'000'000));
   MemoryStore memory(clock, 100'000);
-  const auto batched_settings = settings_for(server, &clock);
+  auto batched_settings = settings_for(server, &clock);
   auto single_settings = batched_settings;
   single_settings.redis.db = 1;
+  // Odd seeds give the batched store a refusal cache: what it answers itself must be what the
+  // others decide, however the batches around it charge the same counters.
+  const bool cached = seed % 2 == 1;
+  if (cached) batched_settings.refusal_cache = std::chrono::seconds(30);
   auto batched = connected_store(io, batched_settings);
   auto single = connected_store(io, single_settings);
   // Few counters, tight quotas: the requests of one batch meet each other's charges, within a
@@ -595,14 +612,26 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
   int allowed = 0;
   int limited = 0;
   long sent_alone = 0;
+  int from_cache = 0;
   batched_db.command({"CONFIG", "RESETSTAT"});
   constexpr int kRounds = 6;
-  for (int round = 0; round < kRounds; ++round) {
-    clock.advance(std::chrono::microseconds(uniform(1, 700'000)));
+  // With the cache, each round is followed by two passes that send again, a little later, the
+  // requests the pass before refused: clients retrying, whose repeats the cache may answer.
+  std::vector<std::unique_ptr<Request>> refused;
+  for (int pass = 0; pass < kRounds * (cached ? 3 : 1); ++pass) {
+    const bool retry = cached && pass % 3 != 0;
+    clock.advance(std::chrono::microseconds(retry ? uniform(0, 2'000) : uniform(1, 700'000)));
     Requests together;
     Requests alone;
-    const auto count = uniform(2, 40);
-    for (int r = 0; r < count;) {
+    for (const auto& request : refused) {
+      if (!retry) break;
+      together.push_back(std::make_unique<Request>(request->checks, request->call.mode));
+      alone.push_back(std::make_unique<Request>(request->checks, request->call.mode));
+    }
+    refused.clear();
+    const auto count = retry ? std::ssize(together) : uniform(2, 40);
+    if (count == 0) continue;
+    for (int r = 0; r < count && !retry;) {
       std::vector<LimitCheck> checks;
       Mode mode = uniform(0, 9) == 0 ? Mode::check_only : Mode::charge_if_all_allowed;
       // A third repeat the request before 1 to 12 times, as a client's burst does (a run, which
@@ -625,12 +654,12 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
         alone.push_back(std::make_unique<Request>(checks, mode));
       }
     }
-    decide_together(io, *batched, together);
+    from_cache += decide_together(io, *batched, together, cached);
     for (auto& request : alone)
       decide_now(io, *single, request->call);
     sent_alone += count;
 
-    INFO("round " << round << " at " << clock.now() << ", " << count << " requests");
+    INFO("pass " << pass << " at " << clock.now() << ", " << count << " requests");
     for (std::size_t r = 0; r < together.size(); ++r) {
       const Request& a = *together[r];
       const Request& b = *alone[r];
@@ -649,6 +678,9 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
         REQUIRE(same(a.verdicts[i], from_memory[i]));
       }
       (a.call.outcome == Outcome::allowed ? allowed : limited) += 1;
+      if (a.call.outcome == Outcome::limited) {
+        refused.push_back(std::make_unique<Request>(a.checks, a.call.mode));
+      }
     }
     // Redis holds the same state under every counter, expiring at the same instant.
     for (std::size_t d = 0; d < definitions.size(); ++d) {
@@ -666,8 +698,14 @@ TEST_CASE("a batch decides exactly like the same requests sent one by one", "[re
     }
   }
   // Each round was one EVALSHA for the batch and one per request for the store deciding alone.
-  CHECK(command_calls(batched_db, "evalsha") + command_calls(batched_db, "eval") ==
-        kRounds + sent_alone);
+  const long calls = command_calls(batched_db, "evalsha") + command_calls(batched_db, "eval");
+  if (cached) {
+    CHECK(calls < 3 * kRounds + sent_alone);
+    CHECK(from_cache >= 1);
+  } else {
+    CHECK(calls == kRounds + sent_alone);
+    CHECK(from_cache == 0);
+  }
   CHECK(allowed >= 10);
   CHECK(limited >= 10);
 }
@@ -875,10 +913,33 @@ TEST_CASE("a refusal's repeats are answered without Redis until they could be ad
     CHECK_FALSE(decide({window}));  // cost 1 fits: admitted, and the remembered numbers are old
     CHECK_FALSE(decide({heavy}));   // so Redis answers, with the remaining it now holds
   }
-  SECTION("only exact repeats: other checks, or another key, go to Redis") {
+  SECTION("only exact repeats: other checks, another cost or another key go to Redis") {
+    CHECK_FALSE(decide({bucket}));  // refused by Redis: the token that came back is taken
+    CHECK(decide({bucket}));
     const LimitCheck other_key = check_of({1, 2}, Algorithm::gcra, 2, 1'000'000, 2);
+    LimitCheck dearer = bucket;
+    dearer.cost = 2;
     CHECK_FALSE(decide({other_key}));
+    CHECK_FALSE(decide({dearer}));
     CHECK_FALSE(decide({bucket, other_key}));
+    CHECK_FALSE(decide({other_key, bucket}));
+    CHECK(decide({bucket}));  // still remembered: none of those charged its key
+  }
+  SECTION("not while a request that may charge one of its keys is out") {
+    const LimitCheck window = check_of({4, 4}, Algorithm::fixed_window, 5, 60'000'000);
+    LimitCheck heavy = window;
+    heavy.cost = 4;
+    CHECK_FALSE(decide({heavy}));
+    CHECK_FALSE(decide({heavy}));  // refused: remaining 1
+    // A cost-1 request and a repeat in the same loop turn: the repeat waits for Redis, which
+    // answers it after the charge (remaining 0), as one-by-one calls would.
+    Requests turn;
+    turn.push_back(std::make_unique<Request>(std::vector{window}, Mode::charge_if_all_allowed));
+    turn.push_back(std::make_unique<Request>(std::vector{heavy}, Mode::charge_if_all_allowed));
+    CHECK(decide_together(io, *store, turn, true) == 0);
+    CHECK(turn[0]->call.outcome == Outcome::allowed);
+    CHECK(turn[1]->call.outcome == Outcome::limited);
+    CHECK(turn[1]->verdicts[0].remaining == 0);
   }
 }
 

@@ -955,8 +955,11 @@ routes: [{ name: r, match: { path: /r }, upstream: api }]
     CHECK(c->store.redis.refusal_cache == 250ms);
   }
   SECTION("the refusal cache can be turned off") {
-    const auto c = load_ok(with_setting("store: { type: redis, redis: { refusal_cache: off } }"));
-    CHECK(c->store.redis.refusal_cache == 0ms);
+    for (const char* off : {"off", "0"}) {
+      const auto c = load_ok(with_setting(std::string("store: { type: redis, redis: { ") +
+                                          "refusal_cache: " + off + " } }"));
+      CHECK(c->store.redis.refusal_cache == 0ms);
+    }
   }
   SECTION("the order of type and redis does not matter") {
     const auto c = load_ok(with_setting("store: { redis: { timeout: 1s }, type: redis }"));
@@ -981,8 +984,8 @@ routes: [{ name: r, match: { path: /r }, upstream: api }]
           "t.yaml:1:45: 'connections' must be from 1 to 16 per thread, found 17");
     CHECK(only_error(with_setting("store: { type: redis, redis: { refusal_cache: 2m } }")) ==
           "t.yaml:1:47: 'refusal_cache' must be from 1ms to 1m (or off), found 2m");
-    CHECK(only_error(with_setting("store: { type: redis, redis: { refusal_cache: 0 } }")) ==
-          "t.yaml:1:47: bad duration '0' for 'refusal_cache': expected a positive whole number "
+    CHECK(only_error(with_setting("store: { type: redis, redis: { refusal_cache: 0ms } }")) ==
+          "t.yaml:1:47: bad duration '0ms' for 'refusal_cache': expected a positive whole number "
           "and a unit (ms, s, m, h or d), e.g. 250ms, 10s, 5m");
     CHECK(only_error(with_setting("store: { type: redis, redis: { timout: 1s } }")) ==
           "t.yaml:1:32: unknown key 'timout' in 'store.redis' (did you mean 'timeout'?)");

@@ -95,10 +95,10 @@ class RedisReplayObserver {
  public:
   // `call` was admitted (and charged, unless check-only).
   virtual void on_admitted(const DecideCall& call) = 0;
-  // `call` was refused at Redis' instant `now`, its checks seeing `states` (one per check; only
-  // told for calls whose checks have distinct keys).
-  virtual void on_refused(const DecideCall& call, std::span<const LimitState> states,
-                          Micros now) = 0;
+  // `call` was refused at Redis' instant `now`, its checks (their keys at `keys` in the batch's
+  // KEYS) seeing `states`; only told for calls whose checks have distinct keys, once per run.
+  virtual void on_refused(const DecideCall& call, std::span<const std::uint32_t> keys,
+                          std::span<const LimitState> states, Micros now) = 0;
 
  protected:
   ~RedisReplayObserver() = default;
@@ -135,24 +135,31 @@ class RedisBatchReader {
 // when the refused request's batch was sent, so never later than Redis' own answer would change)
 // and at most `max_age`: a flood costs Redis one call per `max_age` and key instead of one per
 // batch. The verdicts are evaluate() of the remembered states at the estimated Redis instant, so
-// they match what Redis would say unless another thread or instance charged the keys since
-// (whose consumption only delays admission: the refusal stands either way). A request this store
-// sees admitted with any of the keys forgets the refusal.
-// Bounded: one entry per slot of a fixed table; calls with more than kMaxChecks checks or a key
-// twice are not remembered. On the event loop's thread only.
+// they are Redis' numbers unless another thread or instance charged the keys since (whose
+// consumption only delays admission: the refusal stands either way). This store's own charges
+// count: a refusal is not repeated while a request that may charge one of its keys is out, and
+// is forgotten once one is admitted (a generation per key, noted by each batch when it leaves,
+// so an admission that Redis may have decided first also counts). Bounded: a fixed table; calls
+// with more than kMaxChecks checks or a key twice are not remembered. One event loop's thread.
 class RefusalCache {
  public:
   static constexpr std::size_t kMaxChecks = 4;
 
-  RefusalCache(Micros max_age, std::size_t slots = 256);
+  explicit RefusalCache(Micros max_age, std::size_t slots = 256);
 
   bool enabled() const noexcept { return max_age_ > 0; }
   // Answers `call` (outcome limited and every verdict) if it repeats a remembered refusal that
-  // still stands at `local_now`; false (call untouched) otherwise.
-  bool answer(DecideCall& call, Micros local_now) noexcept;
+  // still stands at `local.now()`; false (call untouched) otherwise.
+  bool answer(DecideCall& call, const Clock& local) noexcept;
+  // A call that may charge its keys is on its way to Redis, or is back (decided or failed).
+  void sent(const DecideCall& call) noexcept;
+  void returned(const DecideCall& call) noexcept;
+  // The generation of `key`'s slot, which a batch notes for each of its keys when it leaves.
+  std::uint32_t generation(const KeyDigest& key) const noexcept;
   // Remembers a refusal of `call` decided at Redis' `redis_now` from `states`, for a batch that
-  // left at `local_sent`.
-  void remember(const DecideCall& call, std::span<const LimitState> states, Micros redis_now,
+  // left at `local_sent` when its keys were at `generations`.
+  void remember(const DecideCall& call, std::span<const LimitState> states,
+                std::span<const std::uint32_t> generations, Micros redis_now,
                 Micros local_sent) noexcept;
   // `call` was admitted: forgets every refusal involving one of its keys.
   void admitted(const DecideCall& call) noexcept;
@@ -167,12 +174,17 @@ class RefusalCache {
     Micros local_sent = 0;
     Micros until = 0;  // local time
   };
+  struct KeySlot {
+    std::uint32_t generation = 0;  // bumped by each admission of a key in the slot
+    std::uint32_t pending = 0;     // calls out that may charge a key in the slot
+  };
   std::size_t slot_of(std::span<const LimitCheck> checks) const noexcept;
-  std::uint32_t& generation_of(const KeyDigest& key) noexcept;
+  KeySlot& key_slot(const KeyDigest& key) noexcept;
+  const KeySlot& key_slot(const KeyDigest& key) const noexcept;
 
   Micros max_age_;
   std::vector<Entry> entries_;
-  std::vector<std::uint32_t> generations_;  // per hash of a key: bumped by each charge
+  std::vector<KeySlot> keys_;  // by a hash of the key; a collision only forgets more
 };
 
 // Watches the Redis stores of every thread of a process: logs the shared store going down (the
