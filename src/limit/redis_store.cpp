@@ -662,8 +662,7 @@ bool RefusalCache::answer(DecideCall& call, const Clock& local) noexcept {
   if (entry.checks != n) return false;
   for (std::size_t i = 0; i < n; ++i) {
     const KeySlot& key = key_slot(call.checks[i].key);
-    if (!(entry.check[i] == call.checks[i]) || entry.generation[i] != key.generation ||
-        key.pending != 0) {
+    if (!(entry.check[i] == call.checks[i]) || entry.generation[i] != key.generation) {
       return false;
     }
   }
@@ -686,20 +685,6 @@ bool RefusalCache::answer(DecideCall& call, const Clock& local) noexcept {
   call.outcome = Outcome::limited;
   call.error = {};
   return true;
-}
-
-void RefusalCache::sent(const DecideCall& call) noexcept {
-  if (!enabled() || call.mode != Mode::charge_if_all_allowed) return;
-  for (const LimitCheck& check : call.checks)
-    ++key_slot(check.key).pending;
-}
-
-void RefusalCache::returned(const DecideCall& call) noexcept {
-  if (!enabled() || call.mode != Mode::charge_if_all_allowed) return;
-  for (const LimitCheck& check : call.checks) {
-    KeySlot& key = key_slot(check.key);
-    if (key.pending > 0) --key.pending;
-  }
 }
 
 std::uint32_t RefusalCache::generation(const KeyDigest& key) const noexcept {
@@ -952,7 +937,6 @@ struct RedisStore::Impl {
     failed.swap(s.queue);
     s.queued_checks = 0;
     for (std::size_t i = 0; i < failed.size(); ++i) {
-      s.refusals.returned(*failed.calls[i]);
       failed.calls[i]->outcome = Outcome::store_error;
       failed.calls[i]->error = error;
       if (s.monitor) s.monitor->on_call_failed(error);
@@ -1188,8 +1172,6 @@ void RedisStore::Impl::Batch::on_eval_result(redis::Result& result) {
       call->error = error_text(result.error);
     }
   }
-  for (const DecideCall* call : calls)
-    shared->refusals.returned(*call);
   if (monitor) {
     // The server's words, when there are some, for the log line of a change.
     const std::string_view reason =
@@ -1254,7 +1236,6 @@ Store::Completion RedisStore::decide(DecideCall& call, DecideWaiter& waiter) {
   if (shared.refusals.enabled() && shared.refusals.answer(call, *shared.local_clock)) {
     return Completion::ready;
   }
-  shared.refusals.sent(call);
   impl_->enqueue(call, waiter);
   return Completion::pending;
 }

@@ -925,21 +925,25 @@ TEST_CASE("a refusal's repeats are answered without Redis until they could be ad
     CHECK_FALSE(decide({other_key, bucket}));
     CHECK(decide({bucket}));  // still remembered: none of those charged its key
   }
-  SECTION("not while a request that may charge one of its keys is out") {
+  SECTION("a charge still on its way is missed: the numbers, never the refusal") {
     const LimitCheck window = check_of({4, 4}, Algorithm::fixed_window, 5, 60'000'000);
     LimitCheck heavy = window;
     heavy.cost = 4;
     CHECK_FALSE(decide({heavy}));
     CHECK_FALSE(decide({heavy}));  // refused: remaining 1
-    // A cost-1 request and a repeat in the same loop turn: the repeat waits for Redis, which
-    // answers it after the charge (remaining 0), as one-by-one calls would.
+    // A cost-1 request and a repeat in the same loop turn: the repeat is answered here before
+    // Redis has charged the other, as another instance's answer would be.
     Requests turn;
     turn.push_back(std::make_unique<Request>(std::vector{window}, Mode::charge_if_all_allowed));
     turn.push_back(std::make_unique<Request>(std::vector{heavy}, Mode::charge_if_all_allowed));
-    CHECK(decide_together(io, *store, turn, true) == 0);
+    CHECK(decide_together(io, *store, turn, true) == 1);
     CHECK(turn[0]->call.outcome == Outcome::allowed);
     CHECK(turn[1]->call.outcome == Outcome::limited);
-    CHECK(turn[1]->verdicts[0].remaining == 0);
+    CHECK(turn[1]->verdicts[0].remaining == 1);  // Redis now holds 0
+    // Once the charge is back, the refusal is Redis' to answer again, with its numbers.
+    std::vector<Verdict> verdicts;
+    CHECK(decide_checks(io, *store, {heavy}, verdicts) == Outcome::limited);
+    CHECK(verdicts[0].remaining == 0);
   }
 }
 

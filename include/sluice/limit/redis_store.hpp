@@ -135,12 +135,13 @@ class RedisBatchReader {
 // when the refused request's batch was sent, so never later than Redis' own answer would change)
 // and at most `max_age`: a flood costs Redis one call per `max_age` and key instead of one per
 // batch. The verdicts are evaluate() of the remembered states at the estimated Redis instant, so
-// they are Redis' numbers unless another thread or instance charged the keys since (whose
-// consumption only delays admission: the refusal stands either way). This store's own charges
-// count: a refusal is not repeated while a request that may charge one of its keys is out, and
-// is forgotten once one is admitted (a generation per key, noted by each batch when it leaves,
-// so an admission that Redis may have decided first also counts). Bounded: a fixed table; calls
-// with more than kMaxChecks checks or a key twice are not remembered. One event loop's thread.
+// they are Redis' numbers unless someone charged the keys since: another thread or instance, or
+// a request of this store still on its way (whose consumption only delays admission: the
+// refusal stands either way). A refusal is forgotten once this store sees a request admitted on
+// one of its keys (a generation per key, noted by each batch when it leaves, so an admission
+// that Redis may have decided first also counts). It is not put off while requests are out, as
+// a flood always has some: the cache would never answer. Bounded: a fixed table; calls with more
+// than kMaxChecks checks or a key twice are not remembered. One event loop's thread.
 class RefusalCache {
  public:
   static constexpr std::size_t kMaxChecks = 4;
@@ -151,9 +152,6 @@ class RefusalCache {
   // Answers `call` (outcome limited and every verdict) if it repeats a remembered refusal that
   // still stands at `local.now()`; false (call untouched) otherwise.
   bool answer(DecideCall& call, const Clock& local) noexcept;
-  // A call that may charge its keys is on its way to Redis, or is back (decided or failed).
-  void sent(const DecideCall& call) noexcept;
-  void returned(const DecideCall& call) noexcept;
   // The generation of `key`'s slot, which a batch notes for each of its keys when it leaves.
   std::uint32_t generation(const KeyDigest& key) const noexcept;
   // Remembers a refusal of `call` decided at Redis' `redis_now` from `states`, for a batch that
@@ -176,7 +174,6 @@ class RefusalCache {
   };
   struct KeySlot {
     std::uint32_t generation = 0;  // bumped by each admission of a key in the slot
-    std::uint32_t pending = 0;     // calls out that may charge a key in the slot
   };
   std::size_t slot_of(std::span<const LimitCheck> checks) const noexcept;
   KeySlot& key_slot(const KeyDigest& key) noexcept;
