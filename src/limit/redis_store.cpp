@@ -593,14 +593,10 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
   }
   const std::size_t n = keys.size();
   steps_.resize(n);
-  before_.resize(n);
-  bool told_refusal = false;  // the run's calls are identical: one refusal says it for all
   for (std::size_t j = 0; j < calls.size(); ++j) {
     DecideCall& call = *calls[j];
     if (call.checks.size() != n || call.verdicts.size() < n) return false;
     bool all_allowed = true;
-    for (std::size_t i = 0; i < n; ++i)
-      before_[i] = states_[keys[i]];
     for (std::size_t i = 0; i < n; ++i) {
       // As the memory store: a key repeated within the call sees the earlier check's state.
       std::size_t earlier = i;
@@ -617,13 +613,22 @@ bool RedisBatchReader::replay_run(std::int64_t admitted, Micros now,
       for (std::size_t i = 0; i < n; ++i)
         states_[keys[i]] = steps_[i].expires_at <= now ? LimitState{} : steps_[i].next;
     }
-    if (all_allowed && observer != nullptr) observer->on_admitted(call);
-    if (!all_allowed && distinct && observer != nullptr && !told_refusal) {
-      observer->on_refused(call, keys, before_, now);
-      told_refusal = true;
-    }
     call.outcome = all_allowed ? Outcome::allowed : Outcome::limited;
     call.error = {};
+  }
+  // Told only once the whole run agrees with the script. The admitted calls come first; the
+  // refused ones after them changed nothing, so the states now are what the first of them saw,
+  // and one refusal speaks for all of them (they are identical).
+  if (observer != nullptr) {
+    const auto first_refused = static_cast<std::size_t>(admitted);
+    for (std::size_t j = 0; j < first_refused; ++j)
+      observer->on_admitted(*calls[j]);
+    if (first_refused < calls.size() && distinct) {
+      before_.resize(n);
+      for (std::size_t i = 0; i < n; ++i)
+        before_[i] = states_[keys[i]];
+      observer->on_refused(*calls[first_refused], keys, before_, now);
+    }
   }
   return true;
 }
