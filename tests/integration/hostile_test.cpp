@@ -764,9 +764,18 @@ TEST_CASE("out of descriptors: sluice pauses accepting instead of spinning, then
   held.clear();  // descriptors come back as these sessions end
   const auto response = fetch(stack.port(), make_request("GET", "/after"));
   CHECK(response.status == 200);
-  std::this_thread::sleep_for(200ms);
-  CHECK(count_of(stack.sluice().stdout_text() + stack.sluice().stderr_text(),
-                 "accepting connections again") == 1);
+  // Accepting the connections still in the backlog as the held ones close may run out once more: a
+  // second short episode. Each episode is logged once and ends in a logged recovery.
+  const auto episodes_ended = [&] {
+    const auto log = stack.sluice().stdout_text() + stack.sluice().stderr_text();
+    const auto recoveries = count_of(log, "accepting connections again");
+    return recoveries >= 1 && recoveries == count_of(log, "cannot accept connections");
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (!episodes_ended() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  INFO(stack.log_tail());
+  CHECK(episodes_ended());
 }
 
 }  // namespace
