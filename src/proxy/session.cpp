@@ -24,6 +24,7 @@
 #include <sluice/http1/chunked.hpp>
 #include <sluice/http1/head_writer.hpp>
 #include <sluice/http1/message.hpp>
+#include <sluice/proxy/drained_read.hpp>
 #include <sluice/proxy/responses.hpp>
 #include <sluice/proxy/session.hpp>
 
@@ -473,7 +474,12 @@ class Session final : public std::enable_shared_from_this<Session>,
   void acquire_upstream() {
     retried_ = false;
     interim_seen_ = false;
-    upstream_reused_ = worker_.pool.take_idle(route_->upstream, upstream_);
+    upstream_drained_ = false;
+    // A request that could not be sent again if the connection turned out closed asks the kernel
+    // whether it is; the others take the reactor's word (see UpstreamPool::take_idle).
+    upstream_reused_ = worker_.pool.take_idle(
+        route_->upstream, upstream_,
+        http1::is_idempotent(request_.method) ? IdleCheck::reactor : IdleCheck::kernel);
     if (upstream_reused_) return send_request_head();
     connect_upstream();
   }
@@ -602,13 +608,38 @@ class Session final : public std::enable_shared_from_this<Session>,
   }
 
   void wait_for_upstream_bytes() {
-    upstream_.async_read_some(
-        net::buffer(relay_buffer() + response_bytes_, RelayBuffers::kBytes - response_bytes_),
-        [self = shared_from_this()](error_code ec, std::size_t n) {
-          if (ec) return self->upstream_failed(ec, "response");
-          self->response_bytes_ += n;
-          self->parse_response_head();
-        });
+    read_upstream(relay_buffer() + response_bytes_, RelayBuffers::kBytes - response_bytes_,
+                  &Session::on_upstream_bytes);
+  }
+
+  void on_upstream_bytes(error_code ec, std::size_t n) {
+    if (ec) return upstream_failed(ec, "response");
+    response_bytes_ += n;
+    parse_response_head();
+  }
+
+  // Every read from the upstream is a DrainingBuffer read: one that comes back short leaves Asio
+  // sure the socket is empty until its next readiness event, which lets the pool check an idle
+  // connection without a system call. A short read may still leave an end-of-file unreported (it
+  // arrived with the data, under the same event), so the read after one first waits for
+  // readiness: that wait re-arms epoll (one epoll_ctl), which reports a pending end-of-file too.
+  // Only responses longer than one read pay it.
+  void read_upstream(char* data, std::size_t size, void (Session::*next)(error_code, std::size_t)) {
+    if (!upstream_drained_) return start_upstream_read(data, size, next);
+    upstream_.async_wait(Socket::wait_read,
+                         [self = shared_from_this(), data, size, next](error_code ec) {
+                           if (ec) return ((*self).*next)(ec, 0);
+                           self->start_upstream_read(data, size, next);
+                         });
+  }
+
+  void start_upstream_read(char* data, std::size_t size,
+                           void (Session::*next)(error_code, std::size_t)) {
+    upstream_.async_read_some(DrainingBuffer(data, size), [self = shared_from_this(), size, next](
+                                                              error_code ec, std::size_t n) {
+      self->upstream_drained_ = !ec && n < size;
+      ((*self).*next)(ec, n);
+    });
   }
 
   void parse_response_head() {
@@ -748,10 +779,7 @@ class Session final : public std::enable_shared_from_this<Session>,
       want = static_cast<std::size_t>(std::min<std::uint64_t>(want, response_left_));
     }
     set_deadline(upstream_target().timeout);
-    upstream_.async_read_some(net::buffer(relay_buffer(), want),
-                              [self = shared_from_this()](error_code ec, std::size_t n) {
-                                self->on_response_body_read(ec, n);
-                              });
+    read_upstream(relay_buffer(), want, &Session::on_response_body_read);
   }
 
   void on_response_body_read(error_code ec, std::size_t n) {
@@ -982,6 +1010,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   bool request_body_done_ = true;
   bool body_streamed_ = false;  // part of the body was read after the first write
   bool upstream_reused_ = false;
+  bool upstream_drained_ = false;  // the last read from upstream_ came back short (read_upstream)
   bool upstream_reusable_ = false;
   bool retried_ = false;
   bool interim_seen_ = false;  // this exchange's upstream answered 1xx before its final response

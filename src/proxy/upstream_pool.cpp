@@ -2,6 +2,7 @@
 #include <stdexcept>
 #include <sys/socket.h>
 
+#include <sluice/proxy/drained_read.hpp>
 #include <sluice/proxy/upstream_pool.hpp>
 
 namespace sluice::proxy {
@@ -41,18 +42,35 @@ UpstreamPool::UpstreamPool(Executor executor,
       next_server_(targets_->size(), 0),
       expiry_timer_(executor) {}
 
-bool UpstreamPool::take_idle(std::size_t upstream, Socket& out) {
+namespace {
+
+// An idle connection must have nothing to read: end-of-file means the upstream closed it, and bytes
+// mean it sent something nobody asked for, which would be taken for the next response.
+bool may_hold_input(Socket& socket, IdleCheck check) {
+  char byte;
+  if (check == IdleCheck::kernel || !kProbesWithoutSyscall) {
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  }
+  ProbeResult found = ProbeResult::not_asked;
+  socket.async_receive(InputProbe(byte, found), 0, [](boost::system::error_code, std::size_t) {});
+  if (found == ProbeResult::not_asked) {
+    // Not run, so waiting in the reactor: a question asked of nobody, withdrawn. Its handler runs
+    // later and does nothing.
+    boost::system::error_code ec;
+    socket.cancel(ec);
+  }
+  return found == ProbeResult::input;
+}
+
+}  // namespace
+
+bool UpstreamPool::take_idle(std::size_t upstream, Socket& out, IdleCheck check) {
   auto& idle = idle_[upstream];
   while (!idle.empty()) {
     Socket socket = std::move(idle.back().socket);
     idle.pop_back();
-    // An idle connection must have nothing to read: EOF means the upstream closed it, and bytes
-    // mean it sent something nobody asked for, which would be taken for the next response. A
-    // non-blocking peek (one syscall) finds both. (Asio 1.81 keeps no readiness of its own that
-    // could stand in for it: a read kept waiting on idle connections costs the same recv.)
-    char byte;
-    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (!may_hold_input(socket, check)) {
       out = std::move(socket);
       return true;
     }

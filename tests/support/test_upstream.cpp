@@ -216,6 +216,11 @@ const std::vector<RawResponse>& raw_responses() {
       {"extra-bytes", ok + "Content-Length: 5\r\n\r\nhello" + smuggled, {}, {}, true},
       {"extra-bytes-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), smuggled,
        true},
+      // A body cut short: the upstream closes right after its second piece, so the close is
+      // likely there before sluice has read that piece.
+      {"truncated", ok + "Content-Length: 100\r\n\r\nhello", milliseconds(150), "world"},
+      // A keep-alive response, then the close at once: the close may arrive with the response.
+      {"close-at-once", ok + "Content-Length: 5\r\n\r\nhello", {}, {}},
       // A keep-alive response, then the close of an idle connection (as Node's keepAliveTimeout).
       {"close-later", ok + "Content-Length: 5\r\n\r\nhello", milliseconds(150), {}},
       // A keep-alive response; the connection's next request is read and left unanswered, the

@@ -22,6 +22,17 @@ struct UpstreamTarget {
 // Throws std::runtime_error naming the server that does not resolve.
 std::vector<UpstreamTarget> resolve_upstreams(const config::Config& config);
 
+// How an idle connection is checked before reuse.
+enum class IdleCheck {
+  // Asio's reactor knows, without a system call, that nothing arrived since the last response was
+  // read to its end (drained_read.hpp), and only otherwise is the kernel asked. Bytes and closes
+  // are seen either way, except an upstream's close that arrived with the last response itself:
+  // it shows as a failed exchange, which an idempotent request survives by being sent again.
+  reactor,
+  // A peek (one recv) asks the kernel: for requests that cannot be sent again.
+  kernel,
+};
+
 class UpstreamPool {
  public:
   static constexpr std::size_t kMaxIdlePerUpstream = 256;
@@ -35,8 +46,8 @@ class UpstreamPool {
   Executor executor() const { return executor_; }
 
   // The most recently used idle connection that has nothing to read (not closed by the upstream,
-  // no unrequested bytes), or false.
-  bool take_idle(std::size_t upstream, Socket& out);
+  // no unrequested bytes), or false. `check` says how that is known; see IdleCheck.
+  bool take_idle(std::size_t upstream, Socket& out, IdleCheck check);
   // The endpoint for the next new connection (round-robin over the servers).
   const tcp::endpoint& next_endpoint(std::size_t upstream);
   // Returns a connection whose last exchange ended cleanly, the upstream's response complete at
