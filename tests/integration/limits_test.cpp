@@ -373,12 +373,18 @@ TEST_CASE("a response head over 64 KiB is a 502 even when max_header_bytes allow
   CHECK(echoed_target(next) == "/after");
 }
 
+// Asks the test upstream for its raw response `name` and reads until sluice closes (3 s at most):
+// for responses sluice must cut short.
+Received get_raw_until_close(const ProxyStack& stack, std::string_view name) {
+  RawConnection connection(stack.port());
+  REQUIRE(connection.send(make_request("GET", "/raw/" + std::string(name))));
+  return connection.read_until_close(Clock::now() + 3s);
+}
+
 TEST_CASE("a malformed chunk after the response started: truncated, then closed",
           "[limits][upstream_response]") {
   ProxyStack stack(open_config());
-  RawConnection connection(stack.port());
-  REQUIRE(connection.send(make_request("GET", "/raw/bad-chunk-size-later")));
-  const auto received = connection.read_until_close(Clock::now() + 3s);
+  const auto received = get_raw_until_close(stack, "bad-chunk-size-later");
   INFO("received:\n" << received.bytes);
   CHECK(received.closed);
   CHECK(received.bytes.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -425,9 +431,7 @@ TEST_CASE("bytes after a Content-Length body are dropped with the upstream conne
 TEST_CASE("a body the upstream cuts short by closing is cut short for the client at once",
           "[limits][upstream_response]") {
   ProxyStack stack(open_config());  // the upstream's timeout is 30 s: the close must be noticed
-  RawConnection connection(stack.port());
-  REQUIRE(connection.send(make_request("GET", "/raw/truncated")));
-  const auto received = connection.read_until_close(Clock::now() + 3s);
+  const auto received = get_raw_until_close(stack, "truncated");
   INFO("received:\n" << received.bytes);
   CHECK(received.closed);
   CHECK(received.bytes.starts_with("HTTP/1.1 200 OK\r\n"));
