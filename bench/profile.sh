@@ -4,7 +4,7 @@
 #
 #   bench/profile.sh [--tool callgrind|strace|perf] [--target sluice|nginx|haproxy]
 #                    [--path /limited/x] [--secs 10] [--store memory|redis] [--sluice build/sluice]
-#                    [--keep DIR]
+#                    [--close] [--keep DIR]
 #
 #   callgrind  instructions per request and the functions that execute them (valgrind; counts are
 #              repeatable whatever else the machine does; build with -g for file:line)
@@ -14,10 +14,11 @@
 # --path /tight/x profiles the rejected flood instead of allowed traffic. --target nginx or haproxy
 # measures a peer the same way (nginx as one process: master_process off), for comparison.
 # --store redis runs sluice on the Redis store, with a redis-server of its own (CPU 0).
+# --close sends `Connection: close`: a TCP connection per request (bench/run.sh's `close`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-tool=callgrind target=sluice path=/limited/x secs=10 store=memory sluice="$repo/build/sluice" keep=""
+tool=callgrind target=sluice path=/limited/x secs=10 store=memory sluice="$repo/build/sluice" keep="" close=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --tool) tool=$2; shift 2;;
@@ -27,7 +28,8 @@ while [[ $# -gt 0 ]]; do
     --secs) secs=$2; shift 2;;
     --sluice) sluice=$2; shift 2;;
     --keep) keep=$2; shift 2;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --close) close=(-H "Connection: close"); shift;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2;;
   esac
 done
@@ -120,7 +122,7 @@ wait_listening "$port"
 
 printf 'wrk.headers["X-API-Key"] = "k1"\n' >"$run/onekey.lua"
 load() {  # load SECONDS CONNECTIONS -> number of requests completed
-  taskset -c 1 wrk -t1 -c"$2" -d"$1s" -s "$run/onekey.lua" "http://127.0.0.1:$port$path" |
+  taskset -c 1 wrk -t1 -c"$2" -d"$1s" "${close[@]}" -s "$run/onekey.lua" "http://127.0.0.1:$port$path" |
     tee -a "$run/wrk.out" | awk '/requests in/ {print $1}'
 }
 load 2 10 >/dev/null  # warm-up: connections open, pool filled, key created

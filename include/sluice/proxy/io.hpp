@@ -16,3 +16,7 @@ using SteadyTimer =
                               net::wait_traits<std::chrono::steady_clock>, Executor>;
 
 }  // namespace sluice::proxy
+
+// Every file that names Socket sees how the listener accepts one (a specialisation must be seen
+// before the template is used).
+#include <sluice/proxy/accepted_socket.hpp>
