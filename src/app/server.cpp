@@ -120,6 +120,8 @@ struct Server::Impl {
     // One thread per io_context, and every socket and timer of a loop used only by its thread:
     // Asio can skip the per-descriptor locks of its reactor (the scheduler's lock stays, since
     // other threads post to a loop to stop it).
+    // Outlives ioc: the sessions it destroys give their buffers back here.
+    proxy::SessionSpares spares;
     net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     // This loop's own connections to the shared Redis (null with the memory store). Declared
     // after ioc: destroyed before it, as the Redis client requires.
@@ -194,6 +196,7 @@ int Server::run() {
         .pool = proxy::UpstreamPool(loop->ioc.get_executor(), targets),
         .limits = session_limits(cfg.client),
         .digest_key = key_digests,
+        .spares = loop->spares,
         .yield_queue = proxy::YieldQueue(loop->ioc.get_executor()),
     });
     try {

@@ -105,7 +105,7 @@ class InputBuffer {
     while (next - end_ < want && next < limit)
       next *= 2;
     next = std::max(std::min(next, limit), capacity_);
-    auto grown = std::make_unique<char[]>(next);
+    auto grown = std::make_unique_for_overwrite<char[]>(next);     // only received bytes are read
     if (end_ > 0) std::memcpy(grown.get(), storage_.get(), end_);  // storage_ may still be null
     storage_ = std::move(grown);
     capacity_ = next;
@@ -126,6 +126,21 @@ class InputBuffer {
     }
   }
 
+  // Storage of the initial size passes from a closed connection to the next (SessionSpares); a
+  // grown one is dropped, as an idle connection drops it.
+  void adopt(std::unique_ptr<char[]> storage, std::size_t capacity) noexcept {
+    storage_ = std::move(storage);
+    capacity_ = storage_ ? capacity : 0;
+    begin_ = end_ = 0;
+  }
+  std::unique_ptr<char[]> release_initial(std::size_t& capacity) noexcept {
+    capacity = capacity_ == kInitialInputBytes ? capacity_ : 0;
+    auto storage = capacity != 0 ? std::move(storage_) : nullptr;
+    storage_.reset();
+    capacity_ = begin_ = end_ = 0;
+    return storage;
+  }
+
  private:
   std::span<char> room() noexcept { return {storage_.get() + end_, capacity_ - end_}; }
 
@@ -141,6 +156,46 @@ std::string_view chunk_size_line(std::size_t n, std::array<char, 24>& storage) {
   *end++ = '\r';
   *end++ = '\n';
   return {storage.data(), static_cast<std::size_t>(end - storage.data())};
+}
+
+}  // namespace
+
+// The members of a Session whose capacity is worth keeping between connections.
+struct SessionSpares::Parts {
+  std::unique_ptr<char[]> input;
+  std::size_t input_capacity = 0;
+  std::vector<http1::Field> request_fields;
+  std::vector<http1::Field> response_fields;
+  std::vector<limit::LimitCheck> checks;
+  std::vector<limit::Verdict> verdicts;
+  std::string path, forward_target, scratch, upstream_head, response_head, reply_body, reply;
+};
+
+SessionSpares::SessionSpares() = default;
+SessionSpares::~SessionSpares() = default;
+
+std::unique_ptr<SessionSpares::Parts> SessionSpares::take() {
+  if (free_.empty()) return std::make_unique<Parts>();
+  auto parts = std::move(free_.back());
+  free_.pop_back();
+  return parts;
+}
+
+void SessionSpares::give_back(std::unique_ptr<Parts> parts) {
+  if (free_.size() < kMaxFree) free_.push_back(std::move(parts));
+}
+
+namespace {
+
+// Past this capacity a buffer goes with its connection rather than waiting for the next one, so
+// one large head does not pin memory in the spares for good.
+constexpr std::size_t kMaxSpareBytes = 16 * 1024;
+
+template <typename Container>
+void keep_if_small(Container& from, Container& to) noexcept {
+  if (from.capacity() * sizeof(typename Container::value_type) > kMaxSpareBytes) return;
+  from.clear();
+  to = std::move(from);
 }
 
 class Session final : public std::enable_shared_from_this<Session>,
@@ -159,7 +214,22 @@ class Session final : public std::enable_shared_from_this<Session>,
         key_builder_(worker.digest_key),
         response_parser_({.max_head_bytes = response_head_limit(worker.limits),
                           .max_request_line = response_head_limit(worker.limits),
-                          .max_fields = worker.limits.max_header_fields}) {}
+                          .max_fields = worker.limits.max_header_fields}),
+        spares_(worker.spares),
+        parts_(spares_.take()) {
+    input_.adopt(std::move(parts_->input), parts_->input_capacity);
+    request_.fields = std::move(parts_->request_fields);
+    response_.fields = std::move(parts_->response_fields);
+    checks_ = std::move(parts_->checks);
+    verdicts_ = std::move(parts_->verdicts);
+    path_ = std::move(parts_->path);
+    forward_target_ = std::move(parts_->forward_target);
+    scratch_ = std::move(parts_->scratch);
+    upstream_head_ = std::move(parts_->upstream_head);
+    response_head_ = std::move(parts_->response_head);
+    reply_body_ = std::move(parts_->reply_body);
+    reply_ = std::move(parts_->reply);
+  }
 
   // A response head is read into one relay buffer, so it can be no larger, whatever
   // max_header_bytes allows requests (nginx's default is a page).
@@ -167,7 +237,24 @@ class Session final : public std::enable_shared_from_this<Session>,
     return std::min<std::size_t>(limits.max_header_bytes, RelayBuffers::kBytes);
   }
 
-  ~Session() { gate_.leave(); }
+  // Touches no Worker: at shutdown a session may outlive it (spares_ and gate_ outlive both).
+  ~Session() {
+    auto& parts = *parts_;
+    parts.input = input_.release_initial(parts.input_capacity);
+    keep_if_small(request_.fields, parts.request_fields);
+    keep_if_small(response_.fields, parts.response_fields);
+    keep_if_small(checks_, parts.checks);
+    keep_if_small(verdicts_, parts.verdicts);
+    keep_if_small(path_, parts.path);
+    keep_if_small(forward_target_, parts.forward_target);
+    keep_if_small(scratch_, parts.scratch);
+    keep_if_small(upstream_head_, parts.upstream_head);
+    keep_if_small(response_head_, parts.response_head);
+    keep_if_small(reply_body_, parts.reply_body);
+    keep_if_small(reply_, parts.reply);
+    spares_.give_back(std::move(parts_));
+    gate_.leave();
+  }
 
   void start(const tcp::endpoint& peer) {
     // TCP_NODELAY comes from the listening socket (Listener).
@@ -1032,6 +1119,10 @@ class Session final : public std::enable_shared_from_this<Session>,
   std::string reply_body_;
   std::string reply_;
   ErrorReply pending_error_;
+
+  SessionSpares& spares_;
+  std::unique_ptr<SessionSpares::Parts>
+      parts_;  // emptied into the members above, refilled at the end
 };
 
 }  // namespace

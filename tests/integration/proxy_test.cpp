@@ -3,6 +3,8 @@
 // 504), after each of which it keeps serving.
 #include <chrono>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -154,6 +156,40 @@ TEST_CASE("a trusted proxy's Forwarded and X-Real-IP reach the upstream; a clien
     CHECK(seen.find("Forwarded") == nullptr);
     CHECK(seen.find("X-Real-IP") == nullptr);
   }
+}
+
+// Each thread hands a closed connection's buffers to the next connection it accepts
+// (SessionSpares). Whatever the first connection left in them must not reach the upstream as part
+// of someone else's request.
+TEST_CASE("a closed connection leaves nothing behind for the next one", "[proxy][keep_alive]") {
+  ProxyStack stack(open_config());
+  {
+    std::vector<Header> many;
+    for (int i = 0; i < 40; ++i) {
+      many.push_back({"X-From-First-" + std::to_string(i), "secret-" + std::to_string(i)});
+    }
+    HttpClient first(stack.port());
+    auto response = first.request(make_request("GET", "/first", many));
+    REQUIRE(response.status == 200);
+    // The start of a second request, never finished: the client goes away mid-head.
+    first.send("GET /first/unfinished HTTP/1.1\r\nHost: 127.0.0.1\r\nX-From-First-Partial: 1");
+    std::this_thread::sleep_for(100ms);
+  }
+  std::this_thread::sleep_for(100ms);  // the session ends, and its buffers go back
+
+  for (int i = 1; i <= 3; ++i) {
+    const std::string target = "/next/" + std::to_string(i);
+    auto response = fetch(stack.port(), make_request("GET", target));
+    INFO(response.raw);
+    REQUIRE(response.status == 200);
+    CHECK(as_text(parse_json(response.body).at("target")) == target);
+    const SeenHeaders seen(response);
+    INFO(seen.all());
+    CHECK(seen.find("X-From-First-0") == nullptr);
+    CHECK(seen.find("X-From-First-39") == nullptr);
+    CHECK(seen.find("X-From-First-Partial") == nullptr);
+  }
+  CHECK(upstream_stats(stack.upstream_port()).at("requests") == 4);
 }
 
 TEST_CASE("hop-by-hop headers, and those named in Connection, are not forwarded",

@@ -59,7 +59,7 @@ class RelayBuffers {
   static constexpr std::size_t kMaxFree = 64;
 
   std::unique_ptr<char[]> take() {
-    if (free_.empty()) return std::make_unique<char[]>(kBytes);
+    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kBytes);
     auto buffer = std::move(free_.back());
     free_.pop_back();
     return buffer;
@@ -70,6 +70,27 @@ class RelayBuffers {
 
  private:
   std::vector<std::unique_ptr<char[]>> free_;
+};
+
+// What closed connections leave for the next ones on their thread: the buffers a session grows
+// (input, field lists, rendered heads, key and verdict lists), so that a connection per request
+// (keep-alive off) allocates no more than a kept-alive one. Owned by the event loop and declared
+// before its io_context, so sessions that io_context destroys at shutdown can still give back.
+class SessionSpares {
+ public:
+  struct Parts;  // defined with the session
+  static constexpr std::size_t kMaxFree = 256;
+
+  SessionSpares();
+  SessionSpares(const SessionSpares&) = delete;
+  SessionSpares& operator=(const SessionSpares&) = delete;
+  ~SessionSpares();
+
+  std::unique_ptr<Parts> take();  // an empty Parts when none is left
+  void give_back(std::unique_ptr<Parts> parts);
+
+ private:
+  std::vector<std::unique_ptr<Parts>> free_;
 };
 
 // What the sessions of one event-loop thread share. Owned by that thread; touched only from it
@@ -89,6 +110,7 @@ struct Worker {
   // instance must compute the same digests.
   limit::DigestKey digest_key;
   RelayBuffers relay_buffers{};
+  SessionSpares& spares;
   // Connections over their limit wait here before their next request is read (see YieldQueue).
   YieldQueue yield_queue;
 };
