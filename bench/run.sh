@@ -250,18 +250,31 @@ cpu_ticks() {
   echo "$total"
 }
 ticks_per_second=$(getconf CLK_TCK)
+# "busy total" clock ticks of the CPUs in a taskset list ("1", "0,1"), from /proc/stat: how busy the
+# load generator's core was. Softirq time counts as busy: on loopback the sender's CPU also runs
+# the receiver's TCP input.
+core_ticks() {
+  awk -v list=",$1," '$1 ~ /^cpu[0-9]+$/ && index(list, "," substr($1, 4) ",") {
+      busy += $2 + $3 + $4 + $7 + $8 + $9; total += $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }
+    END {print busy, total}' /proc/stat
+}
 
 drive_prefix=()  # a command wrk runs under (chrt for the paced client)
 # drive TARGET PATH LUA CPUS THREADS CONNS [wrk args...] : prints
-# "rps p99_us non2xx errors requests cpu_us_per_request_x10" (the target server's own CPU time)
+# "rps p99_us non2xx errors requests cpu_us_per_request_x10 client_busy_percent" (the target
+# server's own CPU time, and how busy wrk's CPUs were)
 drive() {
   local target=$1 path=$2 lua=$3 cpus=$4 threads=$5 c=$6 out ticks_before ticks_after
+  local cores_before cores_after
   shift 6
   ticks_before=$(cpu_ticks "${pid_of[$target]}")
+  cores_before=$(core_ticks "$cpus")
   out=$(timeout $((secs + 20)) "${drive_prefix[@]}" taskset -c "$cpus" wrk -t"$threads" -c"$c" -d"${secs}s" --latency \
     -s "$run/$lua.lua" "$@" "http://127.0.0.1:${port_of[$target]}$path" 2>&1 || true)
   ticks_after=$(cpu_ticks "${pid_of[$target]}")
-  awk -v ticks=$((ticks_after - ticks_before)) -v hz="$ticks_per_second" '
+  cores_after=$(core_ticks "$cpus")
+  awk -v ticks=$((ticks_after - ticks_before)) -v hz="$ticks_per_second" \
+    -v cores="$cores_before $cores_after" '
     function us(v) {
       if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6
       return v * 1e6
@@ -273,21 +286,23 @@ drive() {
     /Socket errors/ {gsub(/,/, ""); errors = $4 + $6 + $8 + $10}
     END {
       cpu = requests > 0 ? ticks * 1e7 / hz / requests : 0
-      printf "%d %d %d %d %d %d\n", rps, p99, non2xx, errors, requests, cpu
+      split(cores, k, " "); busy = k[4] > k[2] ? 100 * (k[3] - k[1]) / (k[4] - k[2]) : 0
+      printf "%d %d %d %d %d %d %d\n", rps, p99, non2xx, errors, requests, cpu, busy
     }' <<<"$out"
 }
 
 declare -A results  # "scenario|target" -> "rps/p99/non2xx/errors ..." one entry per round
-record() {  # record SCENARIO TARGET "rps p99 non2xx errors requests cpu_x10"
-  local rps p99 non2xx errors requests cpu
-  read -r rps p99 non2xx errors requests cpu <<<"$3"
-  results[$1|$2]+="$rps/$p99/$non2xx/$errors/$cpu "
+record() {  # record SCENARIO TARGET "rps p99 non2xx errors requests cpu_x10 client_busy"
+  local rps p99 non2xx errors requests cpu busy
+  read -r rps p99 non2xx errors requests cpu busy <<<"$3"
+  results[$1|$2]+="$rps/$p99/$non2xx/$errors/$cpu/$busy "
   printf '  %-22s %-13s %8d rps  p99 %8s  non-2xx %d  errors %d\n' "$1" "$2" "$rps" \
     "$(fmt_us "$p99")" "$non2xx" "$errors" >&2
 }
 fmt_us() { awk -v u="$1" 'BEGIN {if (u >= 1000) printf "%.2fms", u / 1000; else printf "%dus", u}'; }
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print int((v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
-field() {  # field SCENARIO TARGET INDEX(1 rps, 2 p99, 3 non2xx, 4 errors, 5 cpu) -> median over rounds
+# field SCENARIO TARGET INDEX(1 rps, 2 p99, 3 non2xx, 4 errors, 5 cpu, 6 client busy %) -> median
+field() {
   local v
   for v in ${results[$1|$2]:-}; do echo "$v" | cut -d/ -f"$3"; done | median
 }
@@ -430,11 +445,21 @@ done
 echo
 echo "ratios: median over the rounds of the ratio within each round (interleaving makes each round"
 echo "a fair comparison even when the machine's load changes between rounds)"
+# wrk_bound SCENARIO: true when wrk's CPU was at least 95 % busy in the median run of every proxy:
+# the rate is then the load generator's, the same for any server fast enough.
+wrk_bound() {
+  local t
+  for t in nginx haproxy sluice; do
+    has "$1" "$t" || continue
+    (($(field "$1" "$t" 6) >= 95)) || return 1
+  done
+}
 for scen in allowed keys rejected close; do
   has "$scen" sluice || continue
-  printf '%-18s sluice/best peer   rps %5sx   p99 %5sx (lower is better; best = most rps that round)\n' \
+  printf '%-18s sluice/best peer   rps %5sx   p99 %5sx (lower is better; best = most rps that round)%s\n' \
     "$scen" "$(round_ratio 1 "$scen" sluice "$scen" nginx haproxy)" \
-    "$(round_ratio 2 "$scen" sluice "$scen" nginx haproxy)"
+    "$(round_ratio 2 "$scen" sluice "$scen" nginx haproxy)" \
+    "$(wrk_bound "$scen" && echo "  [wrk-bound, see below]")"
 done
 for path in limited tight; do
   has "redis-$path" sluice_redis || continue
@@ -461,6 +486,18 @@ for scen in allowed keys rejected close; do
     if [[ $t == nginx || $t == haproxy ]] && { [[ -z $best ]] || ((cpu < best)); }; then best=$cpu; fi
   done
   echo "$line   sluice/leaner peer $(ratio "$(field "$scen" sluice 5)" "${best:-0}")x (lower is better)"
+done
+echo
+echo "load generator: how busy wrk's CPU was (user + system + softirq, median over rounds). From 95 %"
+echo "on, wrk set the rate, not the server: the rps ratio then says little, the CPU time above holds"
+for scen in allowed keys rejected close; do
+  has "$scen" sluice || continue
+  line=$(printf '%-18s' "$scen")
+  for t in direct nginx haproxy sluice; do
+    has "$scen" "$t" || continue
+    line+=" $t $(field "$scen" "$t" 6)%"
+  done
+  echo "$line$(wrk_bound "$scen" && echo "   wrk-bound")"
 done
 for scen in redis-limited redis-tight; do
   has "$scen" sluice_redis || continue
