@@ -198,6 +198,27 @@ void keep_if_small(Container& from, Container& to) noexcept {
   to = std::move(from);
 }
 
+// Everything the bytes of a 429 depend on besides the snapshot's config: its route and limit
+// (names, window, header style), the verdict's numbers as they are written, and the connection
+// header. The snapshot is held, so a later one cannot take its routes' addresses.
+struct RenderedRefusal {
+  std::shared_ptr<const Snapshot> snapshot;  // null: reply_ holds no 429
+  const config::Route* route = nullptr;
+  std::size_t limit_index = 0;
+  std::int64_t limit = 0;
+  std::int64_t remaining = 0;
+  std::int64_t reset = 0;
+  std::int64_t retry_after = 0;
+  bool keep_alive = false;
+  bool http10_client = false;
+
+  bool same_bytes_as(const RenderedRefusal& o) const noexcept {
+    return route == o.route && limit_index == o.limit_index && limit == o.limit &&
+           remaining == o.remaining && reset == o.reset && retry_after == o.retry_after &&
+           keep_alive == o.keep_alive && http10_client == o.http10_client;
+  }
+};
+
 class Session final : public std::enable_shared_from_this<Session>,
                       private limit::DecideWaiter,
                       private YieldQueue::Member {
@@ -497,8 +518,10 @@ class Session final : public std::enable_shared_from_this<Session>,
     over_limit_ = !allowed && !classify::is_trusted(peer_, snapshot_->config->trusted_proxies);
     reported_ = verdict_to_report(call_.verdicts, allowed);
     const auto& verdict = call_.verdicts[reported_];
-    format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);
-    if (allowed) return forward();
+    if (allowed) {
+      format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);
+      return forward();
+    }
     reply({.kind = ErrorKind::rate_limited,
            .route = route_->name,
            .limit = route_->limits[reported_].name,
@@ -951,16 +974,39 @@ class Session final : public std::enable_shared_from_this<Session>,
       }
     }
     const bool keep_alive = !must_close && client_keep_alive_;
-    write_error_response(
-        error,
-        error.kind == ErrorKind::rate_limited ? quota_lines() : std::span<const HeaderLine>{},
-        keep_alive, http10_client_, reply_body_, reply_);
+    render_reply(error, keep_alive);
     set_deadline(limits().send_timeout);
     net::async_write(client_, net::buffer(reply_.data(), reply_.size()),
                      [self = shared_from_this(), keep_alive](error_code ec, std::size_t) {
                        if (ec) return self->close();
                        self->finish_exchange(keep_alive);
                      });
+  }
+
+  // Into reply_. A flooding client is refused the same way many times in a row (same limit,
+  // nothing remaining, same Retry-After): when everything a 429's bytes depend on is as for the
+  // last one this connection sent, reply_ still holds it and is sent again as it is.
+  void render_reply(const ErrorReply& error, bool keep_alive) {
+    if (error.kind != ErrorKind::rate_limited) {
+      last_refusal_.snapshot.reset();
+      return write_error_response(error, {}, keep_alive, http10_client_, reply_body_, reply_);
+    }
+    const auto& verdict = call_.verdicts[reported_];
+    const RenderedRefusal refusal{
+        .route = route_,
+        .limit_index = reported_,
+        .limit = verdict.limit,
+        .remaining = std::max<std::int64_t>(0, verdict.remaining),
+        .reset = limit::ceil_seconds(verdict.reset),
+        .retry_after = error.retry_after,
+        .keep_alive = keep_alive,
+        .http10_client = http10_client_,
+    };
+    if (last_refusal_.snapshot == snapshot_ && last_refusal_.same_bytes_as(refusal)) return;
+    format_quota_headers(snapshot_->config->headers, route_->limits[reported_], verdict, quota_);
+    write_error_response(error, quota_lines(), keep_alive, http10_client_, reply_body_, reply_);
+    last_refusal_ = refusal;
+    last_refusal_.snapshot = snapshot_;
   }
 
   void drain_request_body() {
@@ -1118,6 +1164,7 @@ class Session final : public std::enable_shared_from_this<Session>,
   // Local replies.
   std::string reply_body_;
   std::string reply_;
+  RenderedRefusal last_refusal_;  // what reply_ holds, when it holds a 429
   ErrorReply pending_error_;
 
   SessionSpares& spares_;

@@ -177,6 +177,56 @@ std::string limited_route_config(std::string_view headers) {
 )";
 }
 
+// A connection refused again and again is answered from what it sent last time when nothing in
+// the 429 changed (Session::render_reply); whatever did change must show.
+TEST_CASE("every 429 on a kept-alive connection names its own route, limit and connection",
+          "[rate_limit][contract]") {
+  ProxyStack stack(config_head() + R"(routes:
+  - name: one
+    match: { path: /one/* }
+    upstream: api
+    limits:
+      - { name: one-per-10m, key: [ip], algorithm: sliding_window, limit: 1, window: 10m }
+  - name: two
+    match: { path: /two/* }
+    upstream: api
+    limits:
+      - { name: two-per-10m, key: [ip], algorithm: sliding_window, limit: 1, window: 10m }
+)");
+  HttpClient client(stack.port());
+  auto expect_refusal = [&](std::string_view target, std::string_view route, std::string_view limit,
+                            bool close) {
+    std::vector<Header> headers;
+    if (close) headers.push_back({"Connection", "close"});
+    auto response = client.request(make_request("GET", target, headers));
+    INFO(target << ":\n" << response.raw);
+    REQUIRE(response.status == 429);
+    const auto body = parse_json(response.body);
+    CHECK(as_text(body.at("route")) == route);
+    CHECK(as_text(body.at("limit")) == limit);
+    CHECK(response.header_number("X-RateLimit-Limit") == 1);
+    CHECK(response.header_number("X-RateLimit-Remaining") == 0);
+    CHECK(response.header("RateLimit-Policy") == "\"" + std::string(limit) + "\";q=1;w=600");
+    CHECK(response.header_number("Retry-After") == body.at("retryAfter").as_int64());
+    if (close) {
+      CHECK(response.header("Connection") == "close");
+    } else {
+      CHECK_FALSE(response.header("Connection").has_value());
+    }
+  };
+
+  REQUIRE(client.request(make_request("GET", "/one/a")).status == 200);
+  expect_refusal("/one/b", "one", "one-per-10m", false);
+  expect_refusal("/one/c", "one", "one-per-10m", false);  // the same 429 again
+  REQUIRE(client.request(make_request("GET", "/two/a")).status == 200);
+  // Another route's 429, on the same connection, with the same numbers.
+  expect_refusal("/two/b", "two", "two-per-10m", false);
+  expect_refusal("/one/d", "one", "one-per-10m", false);  // and back
+  expect_refusal("/one/e", "one", "one-per-10m", true);   // the last, announcing the close
+  CHECK(client.peer_closed(2s));
+  CHECK(upstream_stats(stack.upstream_port()).at("requests") == 2);
+}
+
 TEST_CASE("the headers setting decides which quota headers a client sees",
           "[rate_limit][headers]") {
   start_clear_of_window_edge(1h);
