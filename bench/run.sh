@@ -472,9 +472,21 @@ for path in tight limited; do
   printf '%-18s threads 2/1        rps %5sx\n' "threads-$path" \
     "$(round_ratio 1 "threads-$path" sluice_t2 "threads-$path" sluice)"
 done
+# What a second thread costs each request: 1.00x means the threads share nothing that slows
+# either, so with a core of its own each (which wrk takes here) two would serve 2 / that as much.
+for path in tight limited; do
+  has "threads-$path" sluice_t2 || continue
+  cpu_ratio=$(ratio "$(field "threads-$path" sluice_t2 5)" "$(field "threads-$path" sluice 5)")
+  printf '%-18s threads 2/1        CPU time per request %5sx (projected scaling with a core per thread: %sx)\n' \
+    "threads-$path" "$cpu_ratio" "$(awk -v r="$cpu_ratio" 'BEGIN {if (r > 0) printf "%.2f", 2 / r; else print "-"}')"
+done
+proxy_scenarios=false  # any of the scenarios that compare sluice with the peers ran
+for scen in allowed keys rejected close; do has "$scen" sluice && proxy_scenarios=true; done
 echo
-echo "CPU time per request of the server process itself (user + system, median over rounds; the"
-echo "rps above is what the whole server core allows, this is what each request costs the proxy)"
+if $proxy_scenarios; then
+  echo "CPU time per request of the server process itself (user + system, median over rounds; the"
+  echo "rps above is what the whole server core allows, this is what each request costs the proxy)"
+fi
 for scen in allowed keys rejected close; do
   has "$scen" sluice || continue
   line=$(printf '%-18s' "$scen")
@@ -487,9 +499,11 @@ for scen in allowed keys rejected close; do
   done
   echo "$line   sluice/leaner peer $(ratio "$(field "$scen" sluice 5)" "${best:-0}")x (lower is better)"
 done
-echo
-echo "load generator: how busy wrk's CPU was (user + system + softirq, median over rounds). From 95 %"
-echo "on, wrk set the rate, not the server: the rps ratio then says little, the CPU time above holds"
+if $proxy_scenarios; then
+  echo
+  echo "load generator: how busy wrk's CPU was (user + system + softirq, median over rounds). From"
+  echo "95 % on, wrk set the rate, not the server: the rps ratio then says little, the CPU time holds"
+fi
 for scen in allowed keys rejected close; do
   has "$scen" sluice || continue
   line=$(printf '%-18s' "$scen")
