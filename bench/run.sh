@@ -4,7 +4,7 @@
 #
 #   bench/run.sh [--rounds 3] [--secs 3] [--conns 50] [--only SCENARIO[,SCENARIO...]]
 #                [--sluice build/sluice] [--store-bench build/bench/sluice_bench_store] [--keep DIR]
-#                [--redis-cpu 0]
+#                [--redis-cpu 0] [--sleepy-cpus]
 #
 # Scenarios (all by default; a full run at the defaults takes about 8 minutes):
 #   allowed    /limited/ (never rejects), one API key          direct upstream, nginx, haproxy, sluice
@@ -16,7 +16,8 @@
 #              if `sluice check` rejects the store
 #   threads    sluice threads: 2 against threads: 1, everything sharing both CPUs (see the doc)
 #   isolation  a paced client's p99 and rps alone, then while one key floods /tight/ (runs of at
-#              least 10 s, whatever --secs says)
+#              least 10 s, whatever --secs says); alone, both CPUs are kept awake by idle-priority
+#              spinners (--sleepy-cpus leaves them to halt when idle; see the doc)
 #   memory     idle RSS of sluice, and bytes per key at 1 000 000 keys (sluice_bench_store)
 #
 # Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), one worker/thread each; redis-server too
@@ -27,7 +28,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
 rounds=3 secs=3 conns=50 only="" sluice="$repo/build/sluice" store_bench="" keep="" redis_cpu=0
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+keep_awake=true
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) rounds=$2; shift 2;;
@@ -38,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --store-bench) store_bench=$2; shift 2;;
     --keep) keep=$2; shift 2;;
     --redis-cpu) redis_cpu=$2; shift 2;;
+    --sleepy-cpus) keep_awake=false; shift;;
     -h|--help) usage; exit 0;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2;;
   esac
@@ -67,10 +70,11 @@ if (($(nproc) < 2)); then echo "needs 2 CPUs: servers run on CPU 0, wrk on CPU 1
 server_cpus=0 client_cpus=1
 
 run=$(mktemp -d /tmp/sluice-bench.XXXXXX)
-pids=() flood_pid=""
+pids=() flood_pid="" spinner_pids=()
 cleanup() {
   local p
   if [[ -n $flood_pid ]]; then kill "$flood_pid" 2>/dev/null || true; fi
+  for p in "${spinner_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     local alive=0
@@ -341,6 +345,27 @@ rotate() {  # rotate ROUND ITEMS... : a different first target each round, so no
   for ((i = 0; i < n; i++)); do echo "${items[$(((i + r) % n))]}"; done
 }
 
+# A vCPU of a guest like this one halts when it has nothing to run, and the host takes milliseconds
+# to wake it. The paced client alone leaves both cores mostly idle, so its p99 was that wake-up
+# (1-9 ms; 0.5-0.9 ms with the CPUs kept awake), while under flood nothing halts. For the run
+# alone, spinners at idle priority keep both CPUs awake: a waking task preempts a SCHED_IDLE one at
+# once. Not under flood: there the cores are busy anyway, and with nothing waking up to preempt
+# it, a spinner picked by the scheduler would keep its CPU for a whole time slice.
+awake_start() {
+  local cpu
+  $keep_awake && chrt -i 0 true 2>/dev/null || return 0
+  for cpu in $server_cpus $client_cpus; do
+    taskset -c "$cpu" chrt -i 0 sh -c 'while :; do :; done' &
+    spinner_pids+=($!)
+  done
+}
+awake_stop() {
+  ((${#spinner_pids[@]})) || return 0
+  kill "${spinner_pids[@]}" 2>/dev/null || true
+  wait "${spinner_pids[@]}" 2>/dev/null || true
+  spinner_pids=()
+}
+
 scenario_round() {
   local scen=$1 r=$2 t line requests cpu_before
   case $scen in
@@ -390,7 +415,9 @@ scenario_round() {
       # At 190 paced requests/s a 3 s run gives the p99 from its 6 worst samples: at least 10 s.
       round_secs=$secs; secs=$((secs < 10 ? 10 : secs))
       for t in $(rotate "$r" nginx haproxy sluice); do
+        awake_start
         record isolation-alone "$t" "$(drive "$t" /limited/x polite "$client_cpus" 1 2)"
+        awake_stop
         timeout $((secs + 22)) taskset -c "$client_cpus" wrk -t1 -c"$conns" -d"$((secs + 2))s" \
           -s "$run/flood.lua" "http://127.0.0.1:${port_of[$t]}/tight/x" >"$run/flood.out" 2>&1 &
         flood_pid=$!
