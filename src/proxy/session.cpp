@@ -372,7 +372,10 @@ class Session final : public std::enable_shared_from_this<Session>,
   // lets everyone else's ready work go first (YieldQueue): under a flood, a client within its
   // limits then waits for a few of the flooder's requests, not for a whole loop turn of them.
   void start_request_head() {
-    if (!over_limit_) return parse_request_head();
+    if (!over_limit_) {
+      worker_.yield_queue.note_other_request();
+      return parse_request_head();
+    }
     worker_.yield_queue.push(
         std::shared_ptr<YieldQueue::Member>(shared_from_this(), static_cast<Member*>(this)));
   }

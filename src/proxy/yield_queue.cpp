@@ -30,7 +30,9 @@ void YieldQueue::post_slice() {
 void YieldQueue::run_slice() {
   // Members pushed while this slice runs wait for the next one (slice_posted_ stays set until
   // then; an exception from a member ends the loop's thread anyway).
-  for (std::size_t n = std::min(count_, kSlice); n > 0; --n) {
+  const std::size_t slice = std::min(count_, this->slice());
+  resumed_since_other_ = std::min(kSharedFor, resumed_since_other_ + slice);
+  for (std::size_t n = slice; n > 0; --n) {
     auto member = std::move(ring_[head_]);
     head_ = (head_ + 1) % ring_.size();
     --count_;

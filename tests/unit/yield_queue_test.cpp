@@ -43,9 +43,11 @@ std::string member_name(std::size_t i) {
 }
 
 // Queues `count` members, w0, w1, ...; w1 also runs `then` when it is resumed. Returns the order
-// expected when the "newcomer" that `then` brings about runs right after the first slice.
+// expected when the "newcomer" that `then` brings about runs right after the first slice, of
+// `slice` members.
 std::vector<std::string> queue_members(YieldQueue& queue, std::vector<std::string>& log,
-                                       std::size_t count, std::function<void()> then) {
+                                       std::size_t count, std::function<void()> then,
+                                       std::size_t slice = YieldQueue::kSlice) {
   std::vector<std::string> expected;
   for (std::size_t i = 0; i < count; ++i) {
     const std::string name = member_name(i);
@@ -58,7 +60,7 @@ std::vector<std::string> queue_members(YieldQueue& queue, std::vector<std::strin
       queue.push(std::make_shared<Waiter>(name, log));
     }
     expected.push_back(name);
-    if (i == YieldQueue::kSlice - 1) expected.push_back("newcomer");
+    if (i == slice - 1) expected.push_back("newcomer");
   }
   return expected;
 }
@@ -149,4 +151,29 @@ TEST_CASE("a connection epoll finds ready during a slice is served before the ne
       queue_members(queue, log, 3 * YieldQueue::kSlice, [&] { sender.send(net::buffer("x", 1)); });
   loop.run();
   CHECK(log == expected);
+}
+
+TEST_CASE("while other clients' requests come in, slices are short, and then grow back",
+          "[yield_queue]") {
+  net::io_context loop;
+  YieldQueue queue(loop.get_executor());
+  std::vector<std::string> log;
+  CHECK(queue.slice() == YieldQueue::kSlice);  // a flood alone
+  queue.note_other_request();
+  REQUIRE(queue.slice() == YieldQueue::kSharedSlice);
+  // The newcomer w1 brings about now waits for two members, not eight.
+  const auto expected = queue_members(
+      queue, log, 3 * YieldQueue::kSlice,
+      [&] { net::post(loop, [&log] { log.push_back("newcomer"); }); }, YieldQueue::kSharedSlice);
+  loop.run();
+  CHECK(log == expected);
+
+  // With no other request for kSharedFor resumed members, slices are long again.
+  log.clear();
+  for (std::size_t i = 0; i < YieldQueue::kSharedFor; ++i)
+    queue.push(std::make_shared<Waiter>(member_name(i), log));
+  loop.restart();
+  loop.run();
+  CHECK(log.size() == YieldQueue::kSharedFor);
+  CHECK(queue.slice() == YieldQueue::kSlice);
 }
