@@ -126,19 +126,11 @@ class InputBuffer {
     }
   }
 
-  // Storage of the initial size passes from a closed connection to the next (SessionSpares); a
-  // grown one is dropped, as an idle connection drops it.
-  void adopt(std::unique_ptr<char[]> storage, std::size_t capacity) noexcept {
-    storage_ = std::move(storage);
-    capacity_ = storage_ ? capacity : 0;
+  // Trades storage with a closed connection's spares (SessionSpares): nothing buffered survives.
+  void swap_storage(std::unique_ptr<char[]>& storage, std::size_t& capacity) noexcept {
+    std::swap(storage_, storage);
+    std::swap(capacity_, capacity);
     begin_ = end_ = 0;
-  }
-  std::unique_ptr<char[]> release_initial(std::size_t& capacity) noexcept {
-    capacity = capacity_ == kInitialInputBytes ? capacity_ : 0;
-    auto storage = capacity != 0 ? std::move(storage_) : nullptr;
-    storage_.reset();
-    capacity_ = begin_ = end_ = 0;
-    return storage;
   }
 
  private:
@@ -158,6 +150,19 @@ std::string_view chunk_size_line(std::size_t n, std::array<char, 24>& storage) {
   return {storage.data(), static_cast<std::size_t>(end - storage.data())};
 }
 
+// Past this capacity a buffer goes with its connection rather than waiting for the next one, so
+// one large head does not pin memory in the spares for good.
+constexpr std::size_t kMaxSpareBytes = 16 * 1024;
+
+template <typename Container>
+void empty_or_free(Container& c) noexcept {
+  if (c.capacity() * sizeof(typename Container::value_type) > kMaxSpareBytes) {
+    Container().swap(c);
+  } else {
+    c.clear();
+  }
+}
+
 }  // namespace
 
 // The members of a Session whose capacity is worth keeping between connections.
@@ -169,6 +174,22 @@ struct SessionSpares::Parts {
   std::vector<limit::LimitCheck> checks;
   std::vector<limit::Verdict> verdicts;
   std::string path, forward_target, scratch, upstream_head, response_head, reply_body, reply;
+
+  // Empties what a session gave back; an input buffer that grew is dropped, as an idle
+  // connection drops it.
+  void trim() noexcept {
+    if (input_capacity != kInitialInputBytes) {
+      input.reset();
+      input_capacity = 0;
+    }
+    empty_or_free(request_fields);
+    empty_or_free(response_fields);
+    empty_or_free(checks);
+    empty_or_free(verdicts);
+    for (auto* text :
+         {&path, &forward_target, &scratch, &upstream_head, &response_head, &reply_body, &reply})
+      empty_or_free(*text);
+  }
 };
 
 SessionSpares::SessionSpares() = default;
@@ -182,21 +203,11 @@ std::unique_ptr<SessionSpares::Parts> SessionSpares::take() {
 }
 
 void SessionSpares::give_back(std::unique_ptr<Parts> parts) {
+  parts->trim();
   if (free_.size() < kMaxFree) free_.push_back(std::move(parts));
 }
 
 namespace {
-
-// Past this capacity a buffer goes with its connection rather than waiting for the next one, so
-// one large head does not pin memory in the spares for good.
-constexpr std::size_t kMaxSpareBytes = 16 * 1024;
-
-template <typename Container>
-void keep_if_small(Container& from, Container& to) noexcept {
-  if (from.capacity() * sizeof(typename Container::value_type) > kMaxSpareBytes) return;
-  from.clear();
-  to = std::move(from);
-}
 
 // Everything the bytes of a 429 depend on besides the snapshot's config: its route and limit
 // (names, window, header style), the verdict's numbers as they are written, and the connection
@@ -238,18 +249,7 @@ class Session final : public std::enable_shared_from_this<Session>,
                           .max_fields = worker.limits.max_header_fields}),
         spares_(worker.spares),
         parts_(spares_.take()) {
-    input_.adopt(std::move(parts_->input), parts_->input_capacity);
-    request_.fields = std::move(parts_->request_fields);
-    response_.fields = std::move(parts_->response_fields);
-    checks_ = std::move(parts_->checks);
-    verdicts_ = std::move(parts_->verdicts);
-    path_ = std::move(parts_->path);
-    forward_target_ = std::move(parts_->forward_target);
-    scratch_ = std::move(parts_->scratch);
-    upstream_head_ = std::move(parts_->upstream_head);
-    response_head_ = std::move(parts_->response_head);
-    reply_body_ = std::move(parts_->reply_body);
-    reply_ = std::move(parts_->reply);
+    swap_buffers(*parts_);
   }
 
   // A response head is read into one relay buffer, so it can be no larger, whatever
@@ -260,21 +260,26 @@ class Session final : public std::enable_shared_from_this<Session>,
 
   // Touches no Worker: at shutdown a session may outlive it (spares_ and gate_ outlive both).
   ~Session() {
-    auto& parts = *parts_;
-    parts.input = input_.release_initial(parts.input_capacity);
-    keep_if_small(request_.fields, parts.request_fields);
-    keep_if_small(response_.fields, parts.response_fields);
-    keep_if_small(checks_, parts.checks);
-    keep_if_small(verdicts_, parts.verdicts);
-    keep_if_small(path_, parts.path);
-    keep_if_small(forward_target_, parts.forward_target);
-    keep_if_small(scratch_, parts.scratch);
-    keep_if_small(upstream_head_, parts.upstream_head);
-    keep_if_small(response_head_, parts.response_head);
-    keep_if_small(reply_body_, parts.reply_body);
-    keep_if_small(reply_, parts.reply);
+    swap_buffers(*parts_);
     spares_.give_back(std::move(parts_));
     gate_.leave();
+  }
+
+  // Trades the buffers in SessionSpares::Parts with `parts`: at the start the spares come in, at
+  // the end they go back.
+  void swap_buffers(SessionSpares::Parts& parts) noexcept {
+    input_.swap_storage(parts.input, parts.input_capacity);
+    request_.fields.swap(parts.request_fields);
+    response_.fields.swap(parts.response_fields);
+    checks_.swap(parts.checks);
+    verdicts_.swap(parts.verdicts);
+    path_.swap(parts.path);
+    forward_target_.swap(parts.forward_target);
+    scratch_.swap(parts.scratch);
+    upstream_head_.swap(parts.upstream_head);
+    response_head_.swap(parts.response_head);
+    reply_body_.swap(parts.reply_body);
+    reply_.swap(parts.reply);
   }
 
   void start(const tcp::endpoint& peer) {
@@ -1171,8 +1176,8 @@ class Session final : public std::enable_shared_from_this<Session>,
   ErrorReply pending_error_;
 
   SessionSpares& spares_;
-  std::unique_ptr<SessionSpares::Parts>
-      parts_;  // emptied into the members above, refilled at the end
+  // Swapped with the members above at the start and at the end (swap_buffers).
+  std::unique_ptr<SessionSpares::Parts> parts_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 // This is a specialisation of Asio's accept operation for the proxy's Socket type, written against
 // Boost 1.81 (the version Debian bookworm ships, see docs/design.md), like proxy/drained_read.hpp.
 // With any other Boost the listener accepts as Asio does.
+#include <cerrno>
 #include <sys/socket.h>
 
 #include <boost/version.hpp>
